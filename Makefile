@@ -1,0 +1,43 @@
+# Agentry: `make run` serves the product, `make test` proves it.
+# Both work on a fresh clone with no environment (SQLite, in-memory layers,
+# the built-in offline model); see README.md for the settings.
+
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV_PY := .venv/bin/python
+
+.PHONY: install run test lint format migrations-check bench clean
+
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.installed
+
+run: install
+	DEBUG=1 $(VENV_PY) manage.py migrate --noinput
+	DEBUG=1 $(VENV_PY) manage.py seed_agents --demo-user
+	DEBUG=1 .venv/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+test: install lint
+	$(VENV_PY) -m pytest
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: install
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+migrations-check: install
+	$(VENV_PY) manage.py makemigrations --check --dry-run
+
+bench: install
+	$(VENV_PY) -m bench
+
+clean:
+	rm -rf .venv staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""One error body for the whole API: `{"error": {"code", "message", "details"}}`.
+
+`api_exception_handler` is DRF's exception handler; the `handler*` views answer
+Django-level 400/403/404/500 with the same body for API paths, so a client never
+has to parse an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+# DRF's codes where they are already good names; otherwise a stable code per status.
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "server_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(exceptions.APIException):
+    """An API error with an explicit code, status and optional details."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status_code: int = status.HTTP_400_BAD_REQUEST,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.error_code = code
+        self.details = details or {}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        inner = _first_message(value)
+        return inner if key in ("non_field_errors", "detail") else f"{key}: {inner}"
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        code, message, details = exc.error_code, str(exc.detail), exc.details
+    elif isinstance(exc, exceptions.ValidationError):
+        code, message, details = (
+            "validation_error",
+            _first_message(exc.detail),
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {"non_field_errors": exc.detail},
+        )
+    else:
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        raw_code = detail.code if hasattr(detail, "code") else None
+        code = raw_code or _STATUS_CODES.get(response.status_code, "error")
+        if code in ("invalid", "error"):
+            code = _STATUS_CODES.get(response.status_code, code)
+        message, details = _first_message(detail), {}
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            details = {"retry_after_seconds": int(exc.wait)}
+    response.data = error_body(code, message, details)
+    return response
+
+
+def _json_error(status_code: int, message: str) -> JsonResponse:
+    return JsonResponse(
+        error_body(_STATUS_CODES.get(status_code, "error"), message), status=status_code
+    )
+
+
+def bad_request(
+    request: HttpRequest, exception: Exception | None = None
+) -> JsonResponse:
+    return _json_error(400, "Bad request.")
+
+
+def permission_denied(
+    request: HttpRequest, exception: Exception | None = None
+) -> JsonResponse:
+    return _json_error(403, "You do not have permission to perform this action.")
+
+
+def page_not_found(
+    request: HttpRequest, exception: Exception | None = None
+) -> JsonResponse:
+    return _json_error(404, "Not found.")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return _json_error(500, "Internal server error.")

@@ -1,0 +1,9 @@
+"""Pagination shared by every list endpoint: `{"results", "next", "previous"}`."""
+
+from rest_framework.pagination import PageNumberPagination
+
+
+class StandardPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500

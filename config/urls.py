@@ -1,0 +1,30 @@
+"""URL configuration: the API under /api/, the admin, health, and the chat page."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(
+        r"^api/docs/?$",
+        SpectacularSwaggerView.as_view(url_name="schema"),
+        name="swagger-ui",
+    ),
+    path("api/auth/", include("accounts.api.urls")),
+    path("api/", include("sessions_app.api.turn_urls")),
+    path("api/", include("config.api_router")),
+    path("", include("sessions_app.web.urls")),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
