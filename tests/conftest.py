@@ -1,11 +1,20 @@
-"""Fixtures shared by the whole suite: users, API clients, the sandbox root.
+"""Fixtures shared by the whole suite.
 
-Real model requests are switched off for the whole run; tests that talk to the
-fake OpenAI-compatible server switch them on for their own scope.
+Each area keeps its fixtures in a plugin module under `tests/plugins/`:
+`accounts` (users, API clients), `llm` (the fake OpenAI-compatible server),
+`runtime` (sessions, turns, websocket clients). Real model requests are
+switched off for the whole run; the fake-server fixture switches them on for
+its own scope.
 """
 
 import pytest
 from pydantic_ai import models
+
+pytest_plugins = [
+    "tests.plugins.accounts",
+    "tests.plugins.llm",
+    "tests.plugins.runtime",
+]
 
 models.ALLOW_MODEL_REQUESTS = False
 
