@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -51,6 +55,12 @@ class ApiError(exceptions.APIException):
         self.details = details or {}
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -70,6 +80,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        # Django's request parsing limits (too many fields, bad multipart, ...).
+        exc = exceptions.ParseError(str(exc) or "Malformed request.")
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -118,6 +133,11 @@ def page_not_found(
     request: HttpRequest, exception: Exception | None = None
 ) -> JsonResponse:
     return _json_error(404, "Not found.")
+
+
+def api_not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
+    """The last route under /api/: unknown API paths are JSON 404 even with DEBUG."""
+    return page_not_found(request)
 
 
 def server_error(request: HttpRequest) -> JsonResponse:

@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "config.validation.RejectInvalidQueryMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -217,7 +218,7 @@ SIMPLE_JWT = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -226,14 +227,26 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "config.validation.StrictJSONParser",
+        "config.validation.StrictFormParser",
+        "config.validation.StrictMultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    # Counters live in the default cache (Redis when REDIS_URL is set), so the
+    # limits hold across server processes. "login" counts per account name and
+    # client address, "login_ip" per address alone (see accounts/api/throttles.py).
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("AGENTRY_LOGIN_RATE", default="20/min"),
-        "register": env.str("AGENTRY_REGISTER_RATE", default="20/min"),
+        "login_ip": env.str("AGENTRY_LOGIN_IP_RATE", default="120/min"),
+        "register": env.str("AGENTRY_REGISTER_RATE", default="60/min"),
+        "refresh": env.str("AGENTRY_REFRESH_RATE", default="120/min"),
     },
+    # Only a proxy in front of daphne may name the client address.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -1,0 +1,131 @@
+"""Auth endpoints: register, login, refresh, logout, me.
+
+Tokens are answered as `{access_token, refresh_token, token_type, expires_in}`;
+every token problem is a 401 with the API's error body.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.db import IntegrityError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import permissions, status
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.api.serializers import (
+    LoginSerializer,
+    RefreshTokenSerializer,
+    RegisterSerializer,
+    TokenPairSerializer,
+    UserSerializer,
+)
+from accounts.api.throttles import LoginAddressRateThrottle, LoginRateThrottle
+
+
+class AnonymousAuthView(APIView):
+    """An auth endpoint open to anonymous callers; it ignores any credentials sent.
+
+    Its token failures are still 401 (DRF turns them into 403 when a view has no
+    authenticator to name in `WWW-Authenticate`).
+    """
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class RegisterView(AnonymousAuthView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "register"
+
+    @extend_schema(
+        request=RegisterSerializer, responses={201: UserSerializer}, tags=["auth"]
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user = services.user_register(**serializer.validated_data)
+        except IntegrityError:
+            # Lost a race against a concurrent registration of the same name.
+            raise ValidationError(
+                {"username": ["A user with that username or email already exists."]}
+            ) from None
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(AnonymousAuthView):
+    throttle_classes = [LoginRateThrottle, LoginAddressRateThrottle]
+
+    @extend_schema(
+        request=LoginSerializer,
+        responses={
+            200: TokenPairSerializer,
+            401: OpenApiResponse(description="Bad credentials."),
+        },
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # ModelBackend refuses inactive users, so they get the same answer.
+        user = authenticate(request._request, **serializer.validated_data)
+        if user is None:
+            raise AuthenticationFailed(
+                "No active account found with the given credentials.",
+                code="invalid_credentials",
+            )
+        return Response(services.token_pair_for(user))
+
+
+class RefreshView(AnonymousAuthView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "refresh"
+
+    @extend_schema(
+        request=RefreshTokenSerializer,
+        responses={
+            200: TokenPairSerializer,
+            401: OpenApiResponse(description="Token refused."),
+        },
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RefreshTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            pair = services.token_refresh(serializer.validated_data["refresh_token"])
+        except services.TokenRejected as exc:
+            raise AuthenticationFailed(str(exc), code="token_not_valid") from None
+        return Response(pair)
+
+
+class LogoutView(APIView):
+    @extend_schema(
+        request=RefreshTokenSerializer,
+        responses={204: None, 401: OpenApiResponse(description="Token refused.")},
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RefreshTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.token_revoke(
+                serializer.validated_data["refresh_token"], user=request.user
+            )
+        except services.TokenRejected as exc:
+            raise AuthenticationFailed(str(exc), code="token_not_valid") from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: UserSerializer}, tags=["auth"])
+    def get(self, request: Request) -> Response:
+        return Response(UserSerializer(request.user).data)

@@ -1,0 +1,102 @@
+"""Text that PostgreSQL (or any sane client) cannot store is refused at the edge.
+
+NUL characters are rejected by PostgreSQL's text type and unpaired UTF-16
+surrogates cannot be encoded as UTF-8, so either would surface as a database
+or encoding error deep inside a request. Every request body and query string is
+checked here first and answered with a 400 instead.
+
+Public surface:
+    invalid_text_path(value)   where in a JSON-like value the first bad string is
+    StrictJSONParser, StrictFormParser, StrictMultiPartParser   DRF parsers that refuse it
+    RejectInvalidQueryMiddleware   the same check for query strings of API requests
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+
+_INVALID_TEXT = re.compile("[\x00\ud800-\udfff]")
+INVALID_TEXT_MESSAGE = "Text may not contain NUL characters or unpaired surrogates."
+
+
+def is_invalid_text(value: str) -> bool:
+    return bool(_INVALID_TEXT.search(value))
+
+
+def invalid_text_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding NUL or a lone surrogate."""
+    if isinstance(value, str):
+        return (path or "body") if is_invalid_text(value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and is_invalid_text(key):
+                return path or "body"
+            found = invalid_text_path(item, here)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = invalid_text_path(item, f"{path}[{index}]" if path else str(index))
+            if found:
+                return found
+    return None
+
+
+def _check(data: Any) -> Any:
+    if hasattr(data, "lists"):  # a QueryDict: every value of every key
+        data = dict(data.lists())
+    where = invalid_text_path(data)
+    if where:
+        raise ParseError(f"{where}: {INVALID_TEXT_MESSAGE}")
+    return data
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        _check(data)
+        return data
+
+
+class StrictFormParser(FormParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        _check(data)
+        return data
+
+
+class StrictMultiPartParser(MultiPartParser):
+    """Checks the form fields; uploaded file names are sanitised by their consumer."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        result = super().parse(stream, media_type, parser_context)
+        _check(result.data)
+        return result
+
+
+class RejectInvalidQueryMiddleware:
+    """Answers 400 for an API request whose query string decodes to NUL."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and invalid_text_path(
+            dict(request.GET.lists())
+        ):
+            # Imported here: config.errors imports DRF's views, which read the
+            # parser settings that name this module.
+            from config.errors import error_body
+
+            return JsonResponse(
+                error_body("invalid_request", f"Query string: {INVALID_TEXT_MESSAGE}"),
+                status=400,
+            )
+        return self.get_response(request)
