@@ -1,3 +1,21 @@
-"""URL patterns (filled in as the views land)."""
+"""Routes of the endpoints that run turns (trailing slash optional)."""
 
-urlpatterns: list = []
+from django.urls import re_path
+
+from sessions_app.api.turns import AgentRunView, SessionCancelView, SessionMessagesView
+
+UUID = r"(?P<pk>[0-9a-fA-F-]{36})"
+
+urlpatterns = [
+    re_path(
+        rf"^sessions/{UUID}/messages/?$",
+        SessionMessagesView.as_view(),
+        name="session-messages",
+    ),
+    re_path(
+        rf"^sessions/{UUID}/cancel/?$",
+        SessionCancelView.as_view(),
+        name="session-cancel",
+    ),
+    re_path(rf"^agents/{UUID}/run/?$", AgentRunView.as_view(), name="agent-run"),
+]

@@ -1,0 +1,254 @@
+"""REST endpoints that run turns: messages (blocking JSON or SSE), cancel, agent run.
+
+Thin: authenticate, validate, call the runner, relay. The SSE stream joins the
+session's group before the turn starts, so it carries exactly the frames a
+websocket client of the session sees.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.db.models import Q
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.models import Agent
+from config.errors import ApiError
+from sessions_app import broadcast, runner
+from sessions_app.frames import event_payload, execution_payload, is_terminal
+from sessions_app.models import AgentExecution, Event, Session
+
+KEEP_ALIVE_SECONDS = 15.0
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets `Accept: text/event-stream` through content negotiation; errors
+    before the stream starts are still sent as the JSON error body."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context=None
+    ):
+        return json.dumps(data).encode()
+
+
+class MessageSerializer(serializers.Serializer):
+    content = serializers.CharField(trim_whitespace=False)
+    attachments = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=20
+    )
+    client_message_id = serializers.CharField(
+        required=False, allow_blank=True, max_length=200
+    )
+    multitask = serializers.ChoiceField(choices=runner.POLICIES, required=False)
+
+
+class RunSerializer(serializers.Serializer):
+    input = serializers.CharField(trim_whitespace=False)
+    session = serializers.UUIDField(required=False, allow_null=True)
+
+
+TurnAnswer = inline_serializer(
+    "TurnAnswer",
+    {
+        "execution": serializers.DictField(),
+        "events": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+def _turn_answer(execution: AgentExecution) -> dict[str, Any]:
+    events = Event.objects.filter(execution_id=execution.pk).order_by("sequence_number")
+    return {
+        "execution": execution_payload(execution),
+        "events": [event_payload(e) for e in events],
+    }
+
+
+def _rejected(exc: runner.TurnRejected) -> ApiError:
+    return ApiError(exc.code, exc.message, exc.status)
+
+
+def _run_blocking(request: runner.TurnRequest) -> AgentExecution:
+    async def submit_and_wait() -> AgentExecution:
+        submission = await runner.submit_turn(request)
+        return await runner.wait_for_execution(submission)
+
+    try:
+        return async_to_sync(submit_and_wait)()
+    except runner.TurnRejected as exc:
+        raise _rejected(exc) from None
+
+
+def _wants_stream(request: Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "text/event-stream" in accept or request.query_params.get("stream") in (
+        "true",
+        "1",
+    )
+
+
+def _sse(frame: dict[str, Any]) -> str:
+    lines = [f"event: {frame.get('type', 'message')}"]
+    event = frame.get("event") if frame.get("type") == "event" else None
+    if event and event.get("sequence_number") is not None:
+        lines.append(f"id: {event['sequence_number']}")
+    lines.append(f"data: {json.dumps(frame, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n\n"
+
+
+async def _relay(
+    subscription: broadcast.Subscription, submission: runner.Submission
+) -> AsyncIterator[str]:
+    execution_id = str(submission.execution.pk)
+    try:
+        if submission.duplicate:
+            yield _sse(submission.frame)
+            return
+        while True:
+            frame = await subscription.next(timeout=KEEP_ALIVE_SECONDS)
+            if frame is None:
+                yield ": keep-alive\n\n"
+                continue
+            yield _sse(frame)
+            if is_terminal(frame) and frame["execution"]["id"] == execution_id:
+                return
+    finally:
+        await subscription.close()
+
+
+def _stream(request: runner.TurnRequest) -> StreamingHttpResponse:
+    async def start() -> tuple[broadcast.Subscription, runner.Submission]:
+        subscription = await broadcast.Subscription(request.session_id).open()
+        try:
+            return subscription, await runner.submit_turn(request)
+        except BaseException:
+            await subscription.close()
+            raise
+
+    try:
+        subscription, submission = async_to_sync(start)()
+    except runner.TurnRejected as exc:
+        raise _rejected(exc) from None
+    response = StreamingHttpResponse(
+        _relay(subscription, submission),
+        content_type="text/event-stream; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+class SessionMessagesView(APIView):
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        request=MessageSerializer,
+        responses={
+            200: TurnAnswer,
+            409: OpenApiResponse(description="session_busy: another turn is running"),
+        },
+        summary="Send a message: one turn (JSON when it ends, or an SSE stream of its frames)",
+    )
+    def post(self, request: Request, pk: str) -> Response | StreamingHttpResponse:
+        session = get_object_or_404(Session, pk=pk, user=request.user)
+        body = MessageSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        turn = runner.TurnRequest(
+            session_id=str(session.pk),
+            user_id=request.user.pk,
+            content=body.validated_data["content"],
+            attachments=[str(a) for a in body.validated_data.get("attachments", [])],
+            client_message_id=body.validated_data.get("client_message_id", ""),
+            multitask=body.validated_data.get("multitask"),
+        )
+        if _wants_stream(request):
+            return _stream(turn)
+        execution = _run_blocking(turn)
+        return Response(_turn_answer(execution))
+
+
+class SessionCancelView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            202: inline_serializer(
+                "CancelAnswer", {"cancelled": serializers.BooleanField()}
+            )
+        },
+        summary="Cancel the running turn of a session",
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        session = get_object_or_404(Session, pk=pk, user=request.user)
+        cancelled = async_to_sync(runner.cancel_turn)(str(session.pk))
+        return Response({"cancelled": cancelled}, status=status.HTTP_202_ACCEPTED)
+
+
+class AgentRunView(APIView):
+    @extend_schema(
+        request=RunSerializer,
+        responses={
+            200: inline_serializer(
+                "RunAnswer",
+                {
+                    "session": serializers.UUIDField(),
+                    "execution": serializers.DictField(),
+                    "output": serializers.JSONField(),
+                    "events": serializers.ListField(child=serializers.DictField()),
+                },
+            )
+        },
+        summary="Run one turn of an agent, in a new session unless one is given",
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        agent = get_object_or_404(
+            Agent.objects.filter(
+                Q(owner=request.user) | Q(visibility=Agent.Visibility.PUBLIC)
+            ),
+            pk=pk,
+        )
+        body = RunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        session_id = body.validated_data.get("session")
+        if session_id is not None:
+            session = Session.objects.filter(
+                pk=session_id, user=request.user, agent=agent
+            ).first()
+            if session is None:
+                raise serializers.ValidationError(
+                    {"session": ["No session of yours with this agent has that id."]}
+                )
+        else:
+            content = body.validated_data["input"]
+            session = Session.objects.create(
+                agent=agent,
+                user=request.user,
+                title=content.strip().splitlines()[0][:80] if content.strip() else "",
+            )
+        execution = _run_blocking(
+            runner.TurnRequest(
+                session_id=str(session.pk),
+                user_id=request.user.pk,
+                content=body.validated_data["input"],
+            )
+        )
+        answer = _turn_answer(execution)
+        return Response(
+            {"session": str(session.pk), "output": execution.output, **answer}
+        )
+
+
+__all__ = ["AgentRunView", "SessionCancelView", "SessionMessagesView"]

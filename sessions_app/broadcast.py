@@ -1,0 +1,102 @@
+"""The one way frames reach a session's clients: its channel-layer group.
+
+Public surface:
+    session_group(id), control_group(id)   group names
+    publish(session_id, *frames)            sends frames, in order, to every client of the session
+    Subscription, subscribe(session_id)     a session's frames, read as they come
+    send_control(session_id, message)       a message to whatever process runs the session's turn
+
+Every connected client (websocket consumers on any process, SSE streams, the
+terminal chat) is a member of `session_<id>`; the process running a turn
+listens on `session_<id>.control` for cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from sessions_app.frames import Frame
+
+logger = logging.getLogger(__name__)
+
+FRAME_MESSAGE = "session.frame"
+
+
+def session_group(session_id: Any) -> str:
+    return f"session_{session_id}"
+
+
+def control_group(session_id: Any) -> str:
+    return f"session_{session_id}.control"
+
+
+async def publish(session_id: Any, *frames: Frame) -> None:
+    """Broadcasts frames; a channel-layer outage is logged, never raised.
+
+    Stored events are already committed when they are published, so a client
+    that misses a frame recovers it with `resume`.
+    """
+    layer = get_channel_layer()
+    group = session_group(session_id)
+    for frame in frames:
+        try:
+            await layer.group_send(group, {"type": FRAME_MESSAGE, "frame": frame})
+        except Exception:
+            logger.warning("could not publish a frame to %s", group, exc_info=True)
+            return
+
+
+async def send_control(session_id: Any, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    await layer.group_send(control_group(session_id), message)
+
+
+class Subscription:
+    """Membership of one session's group, read frame by frame.
+
+    Open it before starting a turn, so no frame of that turn is missed.
+    """
+
+    def __init__(self, session_id: Any) -> None:
+        self.group = session_group(session_id)
+        self.layer = get_channel_layer()
+        self.channel = ""
+
+    async def open(self) -> Subscription:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self.channel)
+        return self
+
+    async def next(self, timeout: float | None = None) -> Frame | None:
+        """The next frame, or None when `timeout` seconds pass without one."""
+        while True:
+            try:
+                message = await asyncio.wait_for(
+                    self.layer.receive(self.channel), timeout
+                )
+            except TimeoutError:
+                return None
+            if message.get("type") == FRAME_MESSAGE:
+                return message["frame"]
+
+    async def close(self) -> None:
+        try:
+            await asyncio.shield(self.layer.group_discard(self.group, self.channel))
+        except Exception:
+            logger.debug("could not leave %s", self.group, exc_info=True)
+
+
+@asynccontextmanager
+async def subscribe(session_id: Any) -> AsyncIterator[Subscription]:
+    """Joins the session's group for the duration of the block."""
+    subscription = await Subscription(session_id).open()
+    try:
+        yield subscription
+    finally:
+        await subscription.close()

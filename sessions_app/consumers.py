@@ -1,0 +1,173 @@
+"""The websocket endpoint of a session: `/ws/sessions/<id>/`.
+
+`ChatConsumer` authenticates, joins the session's group and relays: frames
+from the group go to the client; client frames become calls to the turn
+runner. It holds no agent logic. Refused connections are accepted and then
+closed, so clients see 4401 (authentication), 4403 (origin) or 4404 (session).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from sessions_app import broadcast, runner
+from sessions_app.db import run_db
+from sessions_app.frames import error_frame, event_frame
+from sessions_app.models import Event, Session
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_NOT_FOUND = 4404
+RESUME_PAGE = 500
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    session_id: str | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if not self.scope.get("origin_allowed", False):
+            await self.close(CLOSE_FORBIDDEN_ORIGIN)
+            return
+        if user is None or not user.is_authenticated:
+            await self.close(CLOSE_UNAUTHENTICATED)
+            return
+        session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
+        owned = _is_uuid(session_id) and await run_db(
+            lambda: Session.objects.filter(pk=session_id, user_id=user.pk).exists()
+        )
+        if not owned:
+            await self.close(CLOSE_NOT_FOUND)
+            return
+        self.session_id = session_id
+        await self.channel_layer.group_add(
+            broadcast.session_group(session_id), self.channel_name
+        )
+
+    async def disconnect(self, code: int) -> None:
+        # The running turn is left alone: it finishes and is stored.
+        if self.session_id is not None:
+            await self.channel_layer.group_discard(
+                broadcast.session_group(self.session_id), self.channel_name
+            )
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        if self.session_id is None:
+            return
+        raw = text_data if text_data is not None else bytes_data
+        if raw is not None and len(raw) > settings.AGENTRY_MAX_WS_FRAME_BYTES:
+            await self.send_frame(
+                error_frame("message_too_large", "The frame is larger than 1 MiB.")
+            )
+            return
+        try:
+            frame = json.loads(raw or "")
+        except (ValueError, UnicodeDecodeError):
+            await self.send_frame(
+                error_frame("invalid_frame", "Frames must be JSON objects.")
+            )
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_frame(
+                error_frame(
+                    "invalid_frame", 'Frames must be JSON objects with a "type".'
+                )
+            )
+            return
+        handler = getattr(self, f"on_{frame['type']}", None)
+        if handler is None:
+            await self.send_frame(
+                error_frame("invalid_frame", f"Unknown frame type {frame['type']!r}.")
+            )
+            return
+        await handler(frame)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+
+    # ---- client frames
+
+    async def on_ping(self, frame: dict[str, Any]) -> None:
+        await self.send_frame({"type": "pong"})
+
+    async def on_message(self, frame: dict[str, Any]) -> None:
+        attachments = frame.get("attachments") or []
+        client_message_id = frame.get("client_message_id") or ""
+        multitask = frame.get("multitask")
+        if (
+            not isinstance(attachments, list)
+            or not isinstance(client_message_id, str)
+            or not (multitask is None or isinstance(multitask, str))
+        ):
+            await self.send_frame(
+                error_frame(
+                    "invalid_frame",
+                    "attachments must be a list, client_message_id and multitask strings.",
+                )
+            )
+            return
+        request = runner.TurnRequest(
+            session_id=self.session_id,
+            user_id=self.scope["user"].pk,
+            content=frame.get("content"),
+            attachments=attachments,
+            client_message_id=client_message_id,
+            multitask=multitask,
+        )
+        try:
+            submission = await runner.submit_turn(request)
+        except runner.TurnRejected as exc:
+            await self.send_frame(error_frame(exc.code, exc.message))
+            return
+        if submission.duplicate:
+            await self.send_frame(submission.frame)
+
+    async def on_cancel(self, frame: dict[str, Any]) -> None:
+        await runner.cancel_turn(self.session_id)
+
+    async def on_resume(self, frame: dict[str, Any]) -> None:
+        after = frame.get("after_sequence", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            await self.send_frame(
+                error_frame(
+                    "invalid_frame", "after_sequence must be a non-negative integer."
+                )
+            )
+            return
+        while True:
+            events = await run_db(
+                lambda a=after: list(
+                    Event.objects.filter(
+                        session_id=self.session_id, sequence_number__gt=a
+                    ).order_by("sequence_number")[:RESUME_PAGE]
+                )
+            )
+            for event in events:
+                await self.send_frame(event_frame(event))
+            if len(events) < RESUME_PAGE:
+                return
+            after = events[-1].sequence_number
+
+    # ---- group messages
+
+    async def session_frame(self, message: dict[str, Any]) -> None:
+        await self.send_frame(message["frame"])

@@ -1,0 +1,317 @@
+"""Writes that span a session's models: the event log and the execution lifecycle.
+
+Public surface (all synchronous; call them through `sessions_app.db.run_db` from
+async code):
+    clean_text(value), clean_json(value)   what PostgreSQL can store, from any text
+    event_append(...)                       one event with the next sequence number
+    turn_open(...)                          the user's event and its execution, atomically
+    execution_promote(execution_id)         queued -> running when the session is free
+    execution_finish(...)                   final status, output, usage, messages, and its events
+    execution_heartbeat(ids)                extends the lease of running executions
+    executions_sweep_stale(...)             marks executions of dead processes `interrupted`
+
+Sequence numbers come from `Session.last_sequence`, incremented with an UPDATE in
+the same transaction that inserts the event: the row lock serialises writers of
+one session (on PostgreSQL; SQLite serialises all writers), and a rolled back
+insert rolls back its number, so numbers are unique, gapless and in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from sessions_app.models import AgentExecution, Event, Session
+
+Status = AgentExecution.Status
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class SessionBusy(Exception):
+    """Another turn of the session is running (or queued ahead)."""
+
+
+def clean_text(value: Any) -> str:
+    """The text with NUL and lone surrogates replaced, so any database stores it.
+
+    Model and tool output is not ours to refuse, so it is repaired; user input
+    is refused earlier, at the edge.
+    """
+    text = value if isinstance(value, str) else str(value)
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {clean_text(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
+@dataclass
+class EventSpec:
+    """An event to append, before it has a sequence number."""
+
+    author: str
+    kind: str = Event.Kind.MESSAGE
+    content: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    actions: dict[str, Any] = field(default_factory=dict)
+    turn_complete: bool = False
+    error_code: str = ""
+    error_message: str = ""
+
+
+def _allocate(session_id: Any, count: int) -> int:
+    """Reserves `count` sequence numbers; returns the first. Call inside atomic()."""
+    updated = Session.objects.filter(pk=session_id).update(
+        last_sequence=F("last_sequence") + count, updated_at=timezone.now()
+    )
+    if not updated:
+        raise Session.DoesNotExist(f"Session {session_id} does not exist.")
+    last = (
+        Session.objects.filter(pk=session_id)
+        .values_list("last_sequence", flat=True)
+        .get()
+    )
+    return last - count + 1
+
+
+def events_append(
+    session_id: Any, specs: Sequence[EventSpec], *, execution_id: Any = None
+) -> list[Event]:
+    """Appends events in order, numbered in the same transaction."""
+    if not specs:
+        return []
+    with transaction.atomic():
+        first = _allocate(session_id, len(specs))
+        events = [
+            Event(
+                session_id=session_id,
+                execution_id=execution_id,
+                author=spec.author,
+                kind=spec.kind,
+                content=clean_text(spec.content),
+                metadata=clean_json(spec.metadata),
+                actions=clean_json(spec.actions),
+                turn_complete=spec.turn_complete,
+                error_code=spec.error_code,
+                error_message=clean_text(spec.error_message),
+                sequence_number=first + offset,
+            )
+            for offset, spec in enumerate(specs)
+        ]
+        Event.objects.bulk_create(events)
+    return events
+
+
+def event_append(
+    session_id: Any, spec: EventSpec, *, execution_id: Any = None
+) -> Event:
+    return events_append(session_id, [spec], execution_id=execution_id)[0]
+
+
+@dataclass
+class OpenedTurn:
+    execution: AgentExecution
+    user_event: Event | None
+    duplicate: bool = False
+
+
+def _existing(session_id: Any, client_message_id: str) -> AgentExecution | None:
+    if not client_message_id:
+        return None
+    return AgentExecution.objects.filter(
+        session_id=session_id, client_message_id=client_message_id
+    ).first()
+
+
+def turn_open(
+    *,
+    session: Session,
+    user_id: Any,
+    content: str,
+    metadata: dict[str, Any],
+    client_message_id: str,
+    policy: str,
+    model: str,
+) -> OpenedTurn:
+    """Stores the user's message and its execution in one transaction.
+
+    With the `reject` policy the execution starts `running`, and a running turn
+    of the session refuses it (the partial unique index decides, across
+    processes) without storing anything. `enqueue` and `interrupt` store it
+    `queued`; the caller promotes it when the session is free.
+    """
+    existing = _existing(session.pk, client_message_id)
+    if existing is not None:
+        return OpenedTurn(existing, None, duplicate=True)
+    now = timezone.now()
+    queued = policy != "reject"
+    if (
+        not queued
+        and AgentExecution.objects.filter(
+            session_id=session.pk, status__in=AgentExecution.ACTIVE_STATUSES
+        ).exists()
+    ):
+        raise SessionBusy
+    try:
+        with transaction.atomic():
+            execution = AgentExecution.objects.create(
+                session_id=session.pk,
+                agent_id=session.agent_id,
+                agent_version=session.agent.version,
+                user_id=user_id,
+                status=Status.QUEUED if queued else Status.RUNNING,
+                input=content,
+                client_message_id=client_message_id,
+                model=model,
+                started_at=None if queued else now,
+                heartbeat_at=now,
+            )
+            user_event = event_append(
+                session.pk,
+                EventSpec(author=Event.Author.USER, content=content, metadata=metadata),
+                execution_id=execution.pk,
+            )
+    except IntegrityError:
+        existing = _existing(session.pk, client_message_id)
+        if existing is not None:
+            return OpenedTurn(existing, None, duplicate=True)
+        raise SessionBusy from None
+    return OpenedTurn(execution, user_event)
+
+
+def execution_promote(execution_id: Any) -> AgentExecution | None:
+    """Starts a queued execution if it is the oldest queued one of a free session.
+
+    Returns the running execution, or None when it must keep waiting. Raises
+    AgentExecution.DoesNotExist when it is no longer queued (cancelled meanwhile).
+    """
+    execution = AgentExecution.objects.get(pk=execution_id)
+    if execution.status != Status.QUEUED:
+        raise AgentExecution.DoesNotExist(
+            f"Execution {execution_id} is {execution.status}."
+        )
+    ahead = AgentExecution.objects.filter(
+        session_id=execution.session_id,
+        status=Status.QUEUED,
+        created_at__lt=execution.created_at,
+    ).exists()
+    if ahead:
+        return None
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            promoted = AgentExecution.objects.filter(
+                pk=execution_id, status=Status.QUEUED
+            ).update(status=Status.RUNNING, started_at=now, heartbeat_at=now)
+    except IntegrityError:
+        return None
+    if not promoted:
+        raise AgentExecution.DoesNotExist(f"Execution {execution_id} left the queue.")
+    execution.refresh_from_db()
+    return execution
+
+
+def execution_finish(
+    execution_id: Any,
+    *,
+    status: str,
+    output: Any = None,
+    usage: dict[str, int] | None = None,
+    messages: list[Any] | None = None,
+    error_code: str = "",
+    error_message: str = "",
+    events: Iterable[EventSpec] = (),
+) -> tuple[AgentExecution, list[Event]]:
+    """Ends an execution and appends its closing events, atomically.
+
+    Only an active execution is finished: a second finisher (a sweep racing the
+    turn itself) changes nothing and gets the stored state back.
+    """
+    with transaction.atomic():
+        execution = AgentExecution.objects.select_for_update().get(pk=execution_id)
+        if execution.status not in AgentExecution.ACTIVE_STATUSES:
+            return execution, []
+        now = timezone.now()
+        execution.status = status
+        execution.output = clean_json(output)
+        execution.usage = usage or execution.usage or {}
+        if messages is not None:
+            execution.messages = clean_json(messages)
+        execution.error_code = error_code
+        execution.error_message = clean_text(error_message)
+        execution.finished_at = now
+        execution.started_at = execution.started_at or now
+        execution.duration_ms = max(
+            0, int((now - execution.started_at).total_seconds() * 1000)
+        )
+        execution.save()
+        stored = events_append(
+            execution.session_id, list(events), execution_id=execution.pk
+        )
+    return execution, stored
+
+
+def execution_heartbeat(execution_ids: Iterable[Any]) -> None:
+    ids = list(execution_ids)
+    if ids:
+        AgentExecution.objects.filter(
+            pk__in=ids, status__in=AgentExecution.ACTIVE_STATUSES
+        ).update(heartbeat_at=timezone.now())
+
+
+def executions_sweep_stale(
+    *, lease: dt.timedelta, session_id: Any = None, exclude: Iterable[Any] = ()
+) -> list[tuple[AgentExecution, list[Event]]]:
+    """Marks active executions whose heartbeat is older than `lease` as interrupted.
+
+    Their process died (killed, crashed, restarted): the turn cannot finish, so
+    it ends with an `interrupted` error event and the session is free again.
+    """
+    stale = AgentExecution.objects.filter(
+        status__in=AgentExecution.ACTIVE_STATUSES,
+        heartbeat_at__lt=timezone.now() - lease,
+    ).exclude(pk__in=list(exclude))
+    if session_id is not None:
+        stale = stale.filter(session_id=session_id)
+    finished = []
+    for execution_id in stale.values_list("pk", flat=True):
+        message = "The server stopped while this turn was running."
+        result = execution_finish(
+            execution_id,
+            status=Status.INTERRUPTED,
+            error_code="interrupted",
+            error_message=message,
+            events=[interrupted_event(message)],
+        )
+        if result[1]:
+            finished.append(result)
+    return finished
+
+
+def error_event(code: str, message: str) -> EventSpec:
+    return EventSpec(
+        author=Event.Author.SYSTEM,
+        kind=Event.Kind.ERROR,
+        content=message,
+        error_code=code,
+        error_message=message,
+        turn_complete=True,
+    )
+
+
+def interrupted_event(message: str) -> EventSpec:
+    return error_event("interrupted", message)
