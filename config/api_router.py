@@ -7,9 +7,23 @@ path under /api/ with the API's JSON 404.
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
+from agents.api.views import AgentViewSet, ListingViewSet, ToolViewSet
 from config.errors import api_not_found
 
-router = SimpleRouter(trailing_slash="/?")
+
+class OptionalSlashRouter(SimpleRouter):
+    """`SimpleRouter` whose routes match with and without the trailing slash
+    (its constructor only knows "/" or nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("agents", AgentViewSet, basename="agent")
+router.register("tools", ToolViewSet, basename="tool")
+router.register("marketplace", ListingViewSet, basename="listing")
 
 urlpatterns = [
     *router.urls,

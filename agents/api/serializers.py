@@ -1,0 +1,182 @@
+"""Serializers of agents, their versions and tools, the tool registry and listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agents import selectors, services
+from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
+from agents.models import Agent, AgentTool, AgentVersion, Listing
+from agents.validation import (
+    validate_model_settings,
+    validate_tool_entry,
+    validate_usage_limits,
+)
+
+
+def _config_check(check, value: Any) -> Any:
+    try:
+        check(value)
+    except AgentConfigError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+    return value
+
+
+class AgentToolSerializer(serializers.ModelSerializer):
+    tool = serializers.CharField(max_length=100)
+    config = serializers.JSONField(required=False, default=dict)
+
+    class Meta:
+        model = AgentTool
+        fields = ["tool", "config", "enabled", "requires_approval"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            attrs["config"] = validate_tool_entry(attrs["tool"], attrs.get("config"))
+        except AgentConfigError as exc:
+            raise serializers.ValidationError({"config": [str(exc)]}) from None
+        return attrs
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    """An agent with its `tools`, which are written and read as one list."""
+
+    owner = serializers.UUIDField(source="owner_id", read_only=True)
+    tools = AgentToolSerializer(many=True, required=False)
+    model_settings = serializers.JSONField(required=False)
+    output_schema = serializers.JSONField(required=False, allow_null=True)
+    usage_limits = serializers.JSONField(required=False)
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "owner",
+            "name",
+            "slug",
+            "description",
+            "model",
+            "instructions",
+            "model_settings",
+            "output_schema",
+            "usage_limits",
+            "kind",
+            "visibility",
+            "is_active",
+            "version",
+            "tools",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "owner",
+            "slug",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate_model(self, value: str) -> str:
+        return _config_check(validate_model_name, value)
+
+    def validate_model_settings(self, value: Any) -> Any:
+        return _config_check(validate_model_settings, value)
+
+    def validate_output_schema(self, value: Any) -> Any:
+        return _config_check(validate_output_schema, value)
+
+    def validate_usage_limits(self, value: Any) -> Any:
+        return _config_check(validate_usage_limits, value)
+
+    def create(self, validated_data: dict[str, Any]) -> Agent:
+        tools = validated_data.pop("tools", [])
+        owner = validated_data.pop("owner")
+        return services.agent_create(owner=owner, fields=validated_data, tools=tools)
+
+    def update(self, instance: Agent, validated_data: dict[str, Any]) -> Agent:
+        tools = validated_data.pop("tools", None)
+        user = validated_data.pop("user", None)
+        return services.agent_update(
+            agent=instance, fields=validated_data, tools=tools, user=user
+        )
+
+
+class AgentVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.UUIDField(source="created_by_id", read_only=True)
+
+    class Meta:
+        model = AgentVersion
+        fields = [
+            "id",
+            "agent",
+            "version",
+            "config",
+            "created_by",
+            "created_at",
+            "notes",
+        ]
+        read_only_fields = fields
+
+
+class ToolKindSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    category = serializers.CharField()
+    description = serializers.CharField()
+    config_schema = serializers.JSONField(help_text="JSON Schema of the tool's config.")
+
+
+class ListingSerializer(serializers.ModelSerializer):
+    agent = serializers.PrimaryKeyRelatedField(
+        queryset=Agent.objects.none(),
+        pk_field=serializers.UUIDField(),
+        write_only=True,
+        help_text="An agent you own; its current config is published.",
+    )
+    source_agent = serializers.UUIDField(source="source_agent_id", read_only=True)
+    publisher = serializers.UUIDField(source="publisher_id", read_only=True)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=50), max_length=20, required=False
+    )
+
+    class Meta:
+        model = Listing
+        fields = [
+            "id",
+            "agent",
+            "source_agent",
+            "publisher",
+            "title",
+            "description",
+            "category",
+            "tags",
+            "config",
+            "install_count",
+            "rating",
+            "published_at",
+            "is_approved",
+        ]
+        read_only_fields = [
+            "id",
+            "config",
+            "install_count",
+            "rating",
+            "published_at",
+            "is_approved",
+        ]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None and request.user.is_authenticated:
+            fields["agent"].queryset = selectors.agents_owned_by(request.user)
+        return fields
+
+    def create(self, validated_data: dict[str, Any]) -> Listing:
+        return services.listing_publish(
+            publisher=validated_data.pop("publisher"),
+            agent=validated_data.pop("agent"),
+            **validated_data,
+        )

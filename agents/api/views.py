@@ -1,0 +1,179 @@
+"""REST endpoints of agents (with versions), the tool registry and the marketplace.
+
+Visibility follows DESIGN.md §8: what a user cannot see is a 404; another
+user's public agent or approved listing is readable and a 403 on writes.
+"""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents import selectors, services
+from agents.api.serializers import (
+    AgentSerializer,
+    AgentVersionSerializer,
+    ListingSerializer,
+    ToolKindSerializer,
+)
+from agents.factory import AgentConfigError
+from agents.models import Agent, Listing
+from agents.validation import validate_tool_entry
+from tools.registry import registry
+
+
+class IsOwnerOrReadOnly(permissions.BasePermission):
+    """Reads for anyone who can see the object; writes only for its owner."""
+
+    owner_field = "owner_id"
+
+    def has_object_permission(self, request: Request, view, obj) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        owner_field = getattr(view, "owner_field", self.owner_field)
+        return getattr(obj, owner_field) == request.user.pk
+
+
+class AgentFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=Agent.Kind.choices)
+    visibility = django_filters.ChoiceFilter(choices=Agent.Visibility.choices)
+    is_active = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Agent
+        fields = ["kind", "visibility", "is_active"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Your agents; with `visibility=public`, every public agent."
+    ),
+)
+class AgentViewSet(viewsets.ModelViewSet):
+    serializer_class = AgentSerializer
+    permission_classes = [permissions.IsAuthenticated, IsOwnerOrReadOnly]
+    filterset_class = AgentFilter
+    search_fields = ["name", "description", "slug"]
+    ordering_fields = ["created_at", "updated_at", "name"]
+
+    def get_queryset(self) -> QuerySet[Agent]:
+        user = self.request.user
+        listing_public = self.request.query_params.get("visibility") == "public"
+        if self.action == "list" and not listing_public:
+            queryset = selectors.agents_owned_by(user)
+        else:
+            queryset = selectors.agents_visible_to(user)
+        return queryset.prefetch_related("tools")
+
+    def perform_create(self, serializer: AgentSerializer) -> None:
+        serializer.save(owner=self.request.user)
+
+    def perform_update(self, serializer: AgentSerializer) -> None:
+        serializer.save(user=self.request.user)
+
+    @extend_schema(responses=AgentVersionSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        agent = self.get_object()
+        page = self.paginate_queryset(agent.versions.order_by("-version"))
+        return self.get_paginated_response(AgentVersionSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=None,
+        responses=AgentSerializer,
+        parameters=[
+            OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH)
+        ],
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"versions/(?P<version>[0-9]{1,9})/restore",
+        filter_backends=[],
+    )
+    def restore(
+        self, request: Request, pk: str | None = None, version: str = ""
+    ) -> Response:
+        agent = self.get_object()
+        snapshot = agent.versions.filter(version=int(version)).first()
+        if snapshot is None:
+            raise NotFound(f"Agent has no version {version}.")
+        for entry in snapshot.config.get("tools", []):
+            try:
+                validate_tool_entry(entry.get("tool", ""), entry.get("config"))
+            except AgentConfigError as exc:
+                raise ValidationError({"tools": [str(exc)]}) from None
+        agent = services.agent_restore_version(
+            agent=agent, version=int(version), user=request.user
+        )
+        return Response(self.get_serializer(agent).data)
+
+
+class ToolViewSet(viewsets.ViewSet):
+    """The tool kinds an agent's `tools` entries may name."""
+
+    @extend_schema(responses=ToolKindSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        return Response([kind.describe() for kind in registry.kinds()])
+
+
+class ListingFilter(django_filters.FilterSet):
+    category = django_filters.CharFilter(field_name="category", lookup_expr="iexact")
+
+    class Meta:
+        model = Listing
+        fields = ["category"]
+
+
+class ListingViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Marketplace: approved listings of everyone, plus your own."""
+
+    serializer_class = ListingSerializer
+    permission_classes = [permissions.IsAuthenticated, IsOwnerOrReadOnly]
+    owner_field = "publisher_id"
+    filterset_class = ListingFilter
+    search_fields = ["title", "description", "category"]
+    ordering_fields = ["published_at", "install_count", "rating", "title"]
+    ordering = ["-published_at"]
+
+    def get_queryset(self) -> QuerySet[Listing]:
+        return selectors.listings_visible_to(self.request.user)
+
+    def perform_create(self, serializer: ListingSerializer) -> None:
+        serializer.save(publisher=self.request.user)
+
+    @extend_schema(request=None, responses={201: AgentSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[permissions.IsAuthenticated],
+        filter_backends=[],
+    )
+    def install(self, request: Request, pk: str | None = None) -> Response:
+        listing = self.get_object()
+        for entry in listing.config.get("tools", []):
+            try:
+                validate_tool_entry(entry.get("tool", ""), entry.get("config"))
+            except AgentConfigError as exc:
+                raise ValidationError(
+                    {"tools": [f"This listing cannot be installed here: {exc}"]}
+                ) from None
+        agent = services.listing_install(listing=listing, user=request.user)
+        agent = Agent.objects.prefetch_related("tools").get(pk=agent.pk)
+        return Response(
+            AgentSerializer(agent, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
