@@ -3,7 +3,7 @@
 Public surface:
     reports_failures(fn)   wraps a tool function so expected failures reach the
                            model as a failed tool result instead of ending the run
-    function_toolset(fn)   a one-tool FunctionToolset, the shape every kind returns
+    function_toolset(*fns) the FunctionToolset a kind's builder returns
     ToolConfig             base config schema (unknown keys refused)
     SandboxedConfig        + `root` and `timeout_seconds`, for tools that touch files
     open_sandbox(...)      the Sandbox a config grants, as a tool failure if unusable
@@ -78,10 +78,11 @@ def reports_failures(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def function_toolset(fn: Callable[..., Any], **tool_options: Any) -> FunctionToolset:
-    """A toolset holding `fn` alone, with failures reported to the model."""
+def function_toolset(*functions: Callable[..., Any]) -> FunctionToolset:
+    """A toolset of context-free `functions`, with failures reported to the model."""
     toolset: FunctionToolset = FunctionToolset()
-    toolset.add_function(reports_failures(fn), takes_ctx=False, **tool_options)
+    for fn in functions:
+        toolset.add_function(reports_failures(fn), takes_ctx=False)
     return toolset
 
 

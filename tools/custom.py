@@ -1,0 +1,179 @@
+"""Custom tools configured per agent: ``http_endpoint`` (category ``custom``).
+
+One entry gives the model one tool, named and described by the config, whose
+arguments (a JSON Schema in the config) are validated and sent to a fixed
+http(s) URL: as the query string for GET and DELETE, as a JSON body otherwise.
+The answer is the response's status, content type and text, cut at a cap.
+Redirects are not followed, so the configured URL is the only place a call
+goes. Hosts that resolve to loopback, private, link-local or reserved
+addresses are refused unless the Django setting
+``AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE`` is true, because agent configs are written
+by ordinary users and must not reach the server's own network.
+
+Transport errors, timeouts, non-2xx statuses and arguments that do not match
+the schema are failed tool results, as described in `tools.base`.
+
+MCP servers are not a kind yet: pydantic-ai's MCP support needs the ``mcp``
+extra (FastMCP and the MCP SDK), which this project does not install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import jsonschema
+from django.conf import settings
+from pydantic import Field, field_validator
+from pydantic_ai import FunctionToolset, Tool
+
+from tools.base import ToolConfig, reports_failures
+from tools.registry import ToolContext, register_tool
+from tools.sandbox import SandboxError
+
+EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class HttpEndpointConfig(ToolConfig):
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+        description="The tool's name as the model sees it.",
+    )
+    description: str = Field(
+        min_length=1, max_length=2000, description="What the tool does, for the model."
+    )
+    url: str = Field(max_length=2000, description="http(s) URL the call goes to.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent with every call."
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA),
+        description="JSON Schema (an object) of the arguments the model passes.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_response_chars: int = Field(default=20_000, ge=1, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use headers")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if any(ch in key + item for ch in "\r\n\x00"):
+                raise ValueError("header names and values must be single-line text")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type") != "object":
+            raise ValueError('must be a JSON Schema with "type": "object"')
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"is not a valid JSON Schema: {exc.message}") from None
+        return value
+
+
+@register_tool(
+    "http_endpoint",
+    category="custom",
+    description="Call an HTTP endpoint with arguments the model supplies.",
+    config_schema=HttpEndpointConfig,
+)
+def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
+    validator = jsonschema.Draft202012Validator(config.parameters)
+
+    async def call_endpoint(**arguments: Any) -> dict:
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "arguments"
+            raise SandboxError(f"Invalid arguments ({where}): {errors[0].message}")
+        await _refuse_private_destination(config.url)
+        send: dict[str, Any] = (
+            {"params": arguments}
+            if config.method in ("GET", "DELETE")
+            else {"json": arguments}
+        )
+        try:
+            async with (
+                httpx.AsyncClient(
+                    timeout=config.timeout_seconds,
+                    follow_redirects=False,
+                    trust_env=False,
+                ) as client,
+                client.stream(
+                    config.method, config.url, headers=config.headers, **send
+                ) as response,
+            ):
+                text, cut = await _read_text(response, config.max_response_chars)
+        except httpx.TimeoutException:
+            raise SandboxError(
+                f"The endpoint did not answer within {config.timeout_seconds} s."
+            ) from None
+        except httpx.HTTPError as exc:
+            raise SandboxError(
+                f"The endpoint could not be reached ({exc.__class__.__name__})."
+            ) from None
+        if not response.is_success:
+            raise SandboxError(
+                f"The endpoint answered HTTP {response.status_code}: {text}"
+            )
+        return {
+            "status": response.status_code,
+            "content_type": response.headers.get("content-type", ""),
+            "body": text,
+            "truncated": cut,
+        }
+
+    tool = Tool.from_schema(
+        reports_failures(call_endpoint),
+        name=config.name,
+        description=config.description,
+        json_schema=config.parameters,
+        takes_ctx=False,
+    )
+    return FunctionToolset([tool])
+
+
+async def _read_text(response: httpx.Response, max_chars: int) -> tuple[str, bool]:
+    """The response's text, at most `max_chars` characters, without reading the rest."""
+    max_bytes = max_chars * 4
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            break
+    text = b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")
+    return text[:max_chars], len(text) > max_chars or size > max_bytes
+
+
+async def _refuse_private_destination(url: str) -> None:
+    if getattr(settings, "AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE", False):
+        return
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, port, type=socket.SOCK_STREAM
+        )
+    except OSError:
+        raise SandboxError("The endpoint's host name does not resolve.") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            raise SandboxError("The endpoint's address is not a public address.")
