@@ -609,7 +609,7 @@ def _args(part: Any) -> Any:
 
 
 async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
-    from agents.factory import build_turn
+    from agents.factory import TurnDeps, build_agent, usage_limits_for
 
     started = time.monotonic()
     stream = _Stream(live)
@@ -617,19 +617,18 @@ async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
     result: Any = None
     try:
         context = await run_db(_load_context, live.execution_id)
-        turn = build_turn(
-            context.config,
-            state=context.state,
+        deps = TurnDeps(
             user_id=context.user_id,
             agent_id=context.agent_id,
             session_id=live.session_id,
+            state=context.state,
         )
-        async with turn.agent.run_stream_events(
+        agent = build_agent(context.config, deps=deps)
+        async with agent.run_stream_events(
             context.prompt,
             message_history=context.history or None,
-            deps=turn.deps,
-            usage_limits=turn.usage_limits,
-            toolsets=turn.toolsets,
+            deps=deps,
+            usage_limits=usage_limits_for(context.config),
             cancellation_token=live.token,
             timeout=settings.AGENTRY_TURN_TIMEOUT,
         ) as events:
