@@ -53,7 +53,7 @@ _SEARCH = re.compile(
 )
 _READ = re.compile(
     r"\b(?:read|show|open|cat|print|display|view)\s+(?:me\s+)?(?:the\s+)?"
-    r"(?:file\s+)?[`'\"]?([\w./-]*[\w-]\.[\w]+|[\w-]+/[\w./-]+)",
+    r"(?:file\s+)?[`'\"]?([\w./-]*[\w-]\.[\w]+|[\w.-]*/[\w./-]+)",
     re.IGNORECASE,
 )
 _LIST = re.compile(
