@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.base import ContentFile
+from django.db import connections
 from pydantic_ai import (
     Agent,
     BinaryContent,
@@ -47,6 +48,13 @@ def add_artifact(session, name, data, content_type, version=1):
     artifact.file.save(name, ContentFile(data), save=False)
     artifact.save()
     return artifact
+
+
+@pytest.fixture(autouse=True)
+async def _close_connections_of_orm_threads():
+    """The async ORM queries from a worker thread; its connection must not outlive the test."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
