@@ -9,6 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents.api.views import AgentViewSet, ListingViewSet, ToolViewSet
 from config.errors import api_not_found
+from sessions_app.api.views import ArtifactViewSet, ExecutionViewSet, SessionViewSet
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -24,6 +25,9 @@ router = OptionalSlashRouter()
 router.register("agents", AgentViewSet, basename="agent")
 router.register("tools", ToolViewSet, basename="tool")
 router.register("marketplace", ListingViewSet, basename="listing")
+router.register("sessions", SessionViewSet, basename="session")
+router.register("executions", ExecutionViewSet, basename="execution")
+router.register("artifacts", ArtifactViewSet, basename="artifact")
 
 urlpatterns = [
     *router.urls,

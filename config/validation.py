@@ -58,8 +58,24 @@ def _check(data: Any) -> Any:
     return data
 
 
+def _refuse_oversized(parser_context: dict | None) -> None:
+    """JSON bodies are read whole into memory: past Django's own cap, refuse."""
+    from django.conf import settings
+    from django.core.exceptions import RequestDataTooBig
+
+    request = (parser_context or {}).get("request")
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0) if request else 0
+    except ValueError:
+        length = 0
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and length > limit:
+        raise RequestDataTooBig("Request body exceeded the size limit.")
+
+
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        _refuse_oversized(parser_context)
         data = super().parse(stream, media_type, parser_context)
         _check(data)
         return data

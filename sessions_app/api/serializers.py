@@ -1,0 +1,206 @@
+"""Serializers of sessions, events, executions and artifacts.
+
+Events and executions are rendered by `sessions_app.frames`, so REST lists and
+streamed frames carry exactly the same fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.validators import ProhibitNullCharactersValidator
+from rest_framework import serializers
+
+from agents.models import Agent
+from agents.selectors import agents_visible_to
+from sessions_app.frames import event_payload, execution_payload
+from sessions_app.models import AgentExecution, Artifact, Event, Session
+
+MULTITASK_POLICIES = ("reject", "enqueue", "interrupt")
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    agent = serializers.PrimaryKeyRelatedField(
+        queryset=Agent.objects.none(),
+        pk_field=serializers.UUIDField(),
+        help_text="Your agent or a public one.",
+    )
+    user = serializers.UUIDField(source="user_id", read_only=True)
+    state = serializers.JSONField(required=False)
+    configuration = serializers.JSONField(
+        required=False,
+        help_text='Session options, e.g. {"multitask": "reject" | "enqueue" | "interrupt"}.',
+    )
+
+    class Meta:
+        model = Session
+        fields = [
+            "id",
+            "agent",
+            "user",
+            "title",
+            "external_session_id",
+            "state",
+            "configuration",
+            "last_sequence",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "user", "last_sequence", "created_at", "updated_at"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None and request.user.is_authenticated:
+            fields["agent"].queryset = agents_visible_to(request.user)
+        return fields
+
+    def validate_agent(self, agent):
+        if self.instance is not None and agent.pk != self.instance.agent_id:
+            raise serializers.ValidationError("A session's agent cannot be changed.")
+        return agent
+
+    def validate_state(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("state must be a JSON object.")
+        return value
+
+    def validate_configuration(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("configuration must be a JSON object.")
+        policy = value.get("multitask")
+        if policy is not None and policy not in MULTITASK_POLICIES:
+            raise serializers.ValidationError(
+                f"multitask must be one of {', '.join(MULTITASK_POLICIES)}."
+            )
+        return value
+
+
+class EventSerializer(serializers.ModelSerializer):
+    session = serializers.UUIDField(source="session_id")
+    execution = serializers.UUIDField(source="execution_id", allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True)
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "session",
+            "execution",
+            "author",
+            "kind",
+            "content",
+            "metadata",
+            "actions",
+            "partial",
+            "turn_complete",
+            "error_code",
+            "error_message",
+            "sequence_number",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance: Event) -> dict[str, Any]:
+        return event_payload(instance)
+
+
+class EventPageSerializer(serializers.Serializer):
+    results = EventSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    session = serializers.UUIDField(source="session_id")
+    agent = serializers.UUIDField(source="agent_id")
+    user = serializers.UUIDField(source="user_id")
+    output = serializers.JSONField(
+        allow_null=True, help_text="Final text, or the JSON object."
+    )
+    usage = serializers.JSONField(
+        help_text="requests, input_tokens, output_tokens, tool_calls"
+    )
+    client_message_id = serializers.CharField(allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True)
+
+    class Meta:
+        model = AgentExecution
+        fields = [
+            "id",
+            "session",
+            "agent",
+            "agent_version",
+            "user",
+            "status",
+            "input",
+            "client_message_id",
+            "output",
+            "model",
+            "usage",
+            "error_code",
+            "error_message",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance: AgentExecution) -> dict[str, Any]:
+        return execution_payload(instance)
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    session = serializers.UUIDField(source="session_id", read_only=True)
+    execution = serializers.UUIDField(source="execution_id", read_only=True)
+    owner = serializers.UUIDField(source="owner_id", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "id",
+            "session",
+            "execution",
+            "owner",
+            "name",
+            "version",
+            "content_type",
+            "size",
+            "sha256",
+            "created_at",
+            "download_url",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, artifact: Artifact) -> str:
+        path = f"/api/artifacts/{artifact.pk}/download/"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class DisplayNameField(serializers.CharField):
+    """Any text: `sessions_app.artifacts.sanitize_display_name` cleans it up
+    (NUL included) instead of refusing it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            v
+            for v in self.validators
+            if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
+
+class ArtifactUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, use_url=False)
+    name = DisplayNameField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=4096,
+        help_text="Display name; defaults to the uploaded file's name.",
+    )

@@ -1,0 +1,238 @@
+"""REST endpoints of sessions, their event log and artifacts, and executions.
+
+Every queryset is scoped to the requesting user, so another user's objects are
+404 on every route. Turns (messages, cancel, run) have their own views.
+"""
+
+from __future__ import annotations
+
+import django_filters
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.errors import ApiError, PayloadTooLarge
+from config.pagination import SequencePagination
+from sessions_app import selectors
+from sessions_app.api.serializers import (
+    ArtifactSerializer,
+    ArtifactUploadSerializer,
+    EventPageSerializer,
+    EventSerializer,
+    ExecutionSerializer,
+    SessionSerializer,
+)
+from sessions_app.artifacts import artifact_create, content_disposition
+from sessions_app.models import AgentExecution, Artifact, Session
+
+# Multipart framing around the file itself (boundaries, part headers, `name`).
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class SessionFilter(django_filters.FilterSet):
+    agent = django_filters.UUIDFilter(field_name="agent_id")
+
+    class Meta:
+        model = Session
+        fields = ["agent", "external_session_id"]
+
+
+class SessionViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = SessionSerializer
+    filterset_class = SessionFilter
+    search_fields = ["title", "external_session_id"]
+    ordering_fields = ["created_at", "updated_at", "title"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Session]:
+        return selectors.sessions_of(self.request.user)
+
+    def perform_create(self, serializer: SessionSerializer) -> None:
+        serializer.save(user=self.request.user)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "after_sequence",
+                OpenApiTypes.INT,
+                description="Only events with a higher sequence number (default 0).",
+            ),
+            OpenApiParameter(
+                "limit",
+                OpenApiTypes.INT,
+                description="Page size (default 100, max 1000).",
+            ),
+        ],
+        responses=EventPageSerializer,
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        """The session's stored events in sequence order."""
+        session = self.get_object()
+        pager = SequencePagination(request)
+        events = list(selectors.events_after(session.pk, pager.after, pager.limit + 1))
+        page = EventSerializer(events[: pager.limit], many=True).data
+        return Response(pager.page(page, has_more=len(events) > pager.limit))
+
+    @extend_schema(
+        methods=["GET"], responses=ArtifactSerializer(many=True), filters=False
+    )
+    @extend_schema(
+        methods=["POST"],
+        request={"multipart/form-data": ArtifactUploadSerializer},
+        responses={
+            201: ArtifactSerializer,
+            413: OpenApiResponse(description="File larger than the upload cap."),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        filter_backends=[],
+        # Not the strict parsers: the display name is sanitised, not refused.
+        parser_classes=[MultiPartParser, FormParser],
+    )
+    def artifacts(self, request: Request, pk: str | None = None) -> Response:
+        """The session's artifacts (every version); POST uploads one."""
+        session = self.get_object()
+        if request.method == "GET":
+            queryset = session.artifacts.order_by("name", "-version")
+            page = self.paginate_queryset(queryset)
+            data = ArtifactSerializer(
+                page, many=True, context={"request": request}
+            ).data
+            return self.get_paginated_response(data)
+        _refuse_oversized_body(request)
+        upload = ArtifactUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        file = upload.validated_data["file"]
+        if file.size > settings.MAX_UPLOAD_BYTES:
+            raise _too_large()
+        artifact = artifact_create(
+            owner=request.user,
+            session=session,
+            upload=file,
+            name=upload.validated_data.get("name"),
+        )
+        return Response(
+            ArtifactSerializer(artifact, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def _too_large() -> PayloadTooLarge:
+    limit = settings.MAX_UPLOAD_BYTES
+    return PayloadTooLarge(
+        f"Uploads are limited to {limit} bytes ({limit / 1024 / 1024:g} MiB)."
+    )
+
+
+def _refuse_oversized_body(request: Request) -> None:
+    """Answers 413 from the headers alone, before any of the body is read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD:
+        raise _too_large()
+
+
+class ExecutionFilter(django_filters.FilterSet):
+    session = django_filters.UUIDFilter(field_name="session_id")
+    agent = django_filters.UUIDFilter(field_name="agent_id")
+    status = django_filters.ChoiceFilter(choices=AgentExecution.Status.choices)
+
+    class Meta:
+        model = AgentExecution
+        fields = ["session", "agent", "status"]
+
+
+class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Turns of your sessions, with usage and timing."""
+
+    serializer_class = ExecutionSerializer
+    filterset_class = ExecutionFilter
+    search_fields = ["input"]
+    ordering_fields = ["created_at", "started_at", "finished_at", "duration_ms"]
+
+    def get_queryset(self) -> QuerySet[AgentExecution]:
+        return selectors.executions_of(self.request.user)
+
+
+class DownloadRenderer(BaseRenderer):
+    """Lets a download be asked for with any `Accept`; its errors stay JSON."""
+
+    media_type = "*/*"
+    format = "download"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return JSONRenderer().render(data)
+
+
+class ArtifactFilter(django_filters.FilterSet):
+    session = django_filters.UUIDFilter(field_name="session_id")
+
+    class Meta:
+        model = Artifact
+        fields = ["session", "name"]
+
+
+class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
+    """Your artifacts' metadata, and their bytes at `download/`."""
+
+    serializer_class = ArtifactSerializer
+    filterset_class = ArtifactFilter
+    search_fields = ["name"]
+    ordering_fields = ["created_at", "name", "version", "size"]
+
+    def get_queryset(self) -> QuerySet[Artifact]:
+        return selectors.artifacts_of(self.request.user)
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, as an attachment."
+            )
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        filter_backends=[],
+        renderer_classes=[JSONRenderer, DownloadRenderer],
+    )
+    def download(self, request: Request, pk: str | None = None) -> FileResponse:
+        artifact = self.get_object()
+        try:
+            handle = artifact.file.open("rb")
+        except (FileNotFoundError, ValueError):
+            raise ApiError(
+                "artifact_file_missing",
+                "The file of this artifact is no longer stored.",
+                status.HTTP_404_NOT_FOUND,
+            ) from None
+        response = FileResponse(handle, content_type=artifact.content_type)
+        response["Content-Disposition"] = content_disposition(artifact.name)
+        response["Content-Length"] = str(artifact.size)
+        return response
