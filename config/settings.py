@@ -7,7 +7,9 @@ cache, in-memory channel layer and the built-in offline model.
 """
 
 import hashlib
+import os
 import sys
+import tempfile
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -136,6 +138,12 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # The test database is a file too: an in-memory shared-cache database
+    # locks whole tables and ignores the busy timeout, which is not how the
+    # embedded deployment behaves under concurrent turns.
+    _db["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"agentry-test-{os.getpid()}.sqlite3")
     }
 elif _db["ENGINE"] in (
     "django.db.backends.postgresql",
