@@ -315,3 +315,13 @@ def test_building_an_unknown_tool_or_provider_fails_cleanly():
         build_agent(config(tools=[{"tool": "no_such_tool", "config": {}}]))
     with pytest.raises(AgentConfigError, match="Unknown model provider"):
         build_agent(config(model="nosuchprovider:m"))
+
+
+def test_other_providers_are_inferred_and_a_missing_key_is_clear(monkeypatch):
+    from pydantic_ai.models.anthropic import AnthropicModel
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(ModelUnavailableError, match="anthropic:claude-sonnet-4-5"):
+        resolve_model("anthropic:claude-sonnet-4-5")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert isinstance(resolve_model("anthropic:claude-sonnet-4-5"), AnthropicModel)
