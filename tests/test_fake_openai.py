@@ -233,3 +233,30 @@ def test_fixture_points_openai_models_at_the_server(fake_llm):
     result = Agent("openai-chat:fake").run_sync("[[reply via env]]")
     assert result.output == "via env"
     assert fake_llm.requests[0]["model"] == "fake"
+
+
+async def test_several_call_directives_are_parallel_tool_calls():
+    toolset = FunctionToolset()
+    seen = []
+
+    @toolset.tool_plain
+    def lookup(key: str) -> str:
+        seen.append(key)
+        return key.upper()
+
+    async with FakeOpenAI() as server:
+        agent = Agent(chat_model(server.base_url), toolsets=[toolset])
+        result = await agent.run(
+            '[[call lookup {"key": "a"}]] [[call lookup {"key": "b"}]]'
+        )
+    assert sorted(seen) == ["a", "b"]
+    assert result.output == "The tool said: B"
+    assert server.stats["tool_calls"] == 2 and server.stats["tool_results"] == 2
+
+
+async def test_disconnect_without_streaming_drops_the_connection():
+    async with FakeOpenAI() as server:
+        agent = Agent(chat_model(server.base_url))
+        with pytest.raises(ModelConnectionError):
+            await agent.run("[[disconnect_after=0]]", model_settings={"max_retries": 0})
+    assert server.stats["disconnects"] == 1
