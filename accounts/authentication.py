@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
 
@@ -22,3 +23,10 @@ class BearerTokenAuthentication(JWTAuthentication):
             raise AuthenticationFailed(
                 "Token names no valid user.", code="user_not_found"
             ) from None
+
+
+class BearerTokenScheme(SimpleJWTScheme):
+    """Describes `BearerTokenAuthentication` in the OpenAPI schema."""
+
+    target_class = BearerTokenAuthentication
+    name = "bearerAuth"

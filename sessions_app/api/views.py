@@ -64,6 +64,8 @@ class SessionViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Session]:
+        if getattr(self, "swagger_fake_view", False):
+            return Session.objects.none()
         return selectors.sessions_of(self.request.user)
 
     def perform_create(self, serializer: SessionSerializer) -> None:
@@ -176,6 +178,8 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["created_at", "started_at", "finished_at", "duration_ms"]
 
     def get_queryset(self) -> QuerySet[AgentExecution]:
+        if getattr(self, "swagger_fake_view", False):
+            return AgentExecution.objects.none()
         return selectors.executions_of(self.request.user)
 
 
@@ -206,6 +210,8 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["created_at", "name", "version", "size"]
 
     def get_queryset(self) -> QuerySet[Artifact]:
+        if getattr(self, "swagger_fake_view", False):
+            return Artifact.objects.none()
         return selectors.artifacts_of(self.request.user)
 
     @extend_schema(

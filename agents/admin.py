@@ -1,0 +1,197 @@
+"""Admin for agents (with their tools inline and versions read-only) and listings.
+
+The forms validate with the same functions as the REST API, and saving an
+agent goes through `agents.services.agent_record_change`, so an edit in the
+admin bumps the version exactly like one through the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from agents import services
+from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
+from agents.models import Agent, AgentTool, AgentVersion, Listing
+from agents.validation import (
+    validate_model_settings,
+    validate_tool_entry,
+    validate_usage_limits,
+)
+from tools.registry import registry
+
+
+def _tool_choices() -> list[tuple[str, str]]:
+    return [(kind.name, f"{kind.name} ({kind.category})") for kind in registry.kinds()]
+
+
+class AgentToolForm(forms.ModelForm):
+    tool = forms.ChoiceField(choices=_tool_choices)
+
+    class Meta:
+        model = AgentTool
+        fields = ["tool", "config", "enabled", "requires_approval", "position"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.initial.get("tool") or getattr(self.instance, "tool", "")
+        if current and current not in registry:
+            # Keep a kind that is no longer registered visible (and refusable).
+            self.fields["tool"].choices = [
+                *_tool_choices(),
+                (current, f"{current} (not registered)"),
+            ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        tool = cleaned.get("tool")
+        if tool and "config" not in self.errors:
+            try:
+                cleaned["config"] = validate_tool_entry(
+                    tool, cleaned.get("config") or {}
+                )
+            except AgentConfigError as exc:
+                self.add_error("config", str(exc))
+        return cleaned
+
+
+class AgentToolInline(admin.TabularInline):
+    model = AgentTool
+    form = AgentToolForm
+    extra = 0
+
+
+class AgentVersionInline(admin.TabularInline):
+    model = AgentVersion
+    fields = ("version", "created_by", "created_at", "notes")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-version",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AgentAdminForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = [
+            "owner",
+            "name",
+            "description",
+            "model",
+            "instructions",
+            "model_settings",
+            "output_schema",
+            "usage_limits",
+            "kind",
+            "visibility",
+            "is_active",
+        ]
+
+    def _check(self, field: str, check) -> Any:
+        value = self.cleaned_data.get(field)
+        try:
+            check(value)
+        except AgentConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean_model(self) -> str:
+        return self._check("model", validate_model_name)
+
+    def clean_model_settings(self) -> Any:
+        return self._check("model_settings", validate_model_settings)
+
+    def clean_output_schema(self) -> Any:
+        return self._check("output_schema", validate_output_schema)
+
+    def clean_usage_limits(self) -> Any:
+        return self._check("usage_limits", validate_usage_limits)
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentAdminForm
+    inlines = [AgentToolInline, AgentVersionInline]
+    list_display = (
+        "name",
+        "owner",
+        "model",
+        "kind",
+        "visibility",
+        "is_active",
+        "version",
+        "updated_at",
+    )
+    list_filter = ("kind", "visibility", "is_active")
+    search_fields = ("name", "slug", "description", "model", "owner__username")
+    readonly_fields = ("slug", "version", "created_at", "updated_at")
+    raw_id_fields = ("owner",)
+    date_hierarchy = "created_at"
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.agent_record_change(
+            agent=form.instance,
+            user=request.user,
+            notes="Changed in the admin." if change else "Created in the admin.",
+        )
+
+
+@admin.register(AgentVersion)
+class AgentVersionAdmin(admin.ModelAdmin):
+    list_display = ("agent", "version", "created_by", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ("agent__name", "agent__slug", "notes")
+    readonly_fields = (
+        "agent",
+        "version",
+        "config",
+        "created_by",
+        "created_at",
+        "notes",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Listing)
+class ListingAdmin(admin.ModelAdmin):
+    list_display = (
+        "title",
+        "publisher",
+        "category",
+        "is_approved",
+        "install_count",
+        "rating",
+        "published_at",
+    )
+    list_filter = ("is_approved", "category")
+    search_fields = ("title", "description", "category", "publisher__username")
+    readonly_fields = ("install_count", "published_at")
+    raw_id_fields = ("publisher", "source_agent")
+    actions = ["approve", "unapprove"]
+
+    @admin.action(description="Approve selected listings")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Listing]) -> None:
+        count = queryset.update(is_approved=True)
+        self.message_user(request, f"{count} listing(s) approved.", messages.SUCCESS)
+
+    @admin.action(description="Withdraw approval of selected listings")
+    def unapprove(self, request: HttpRequest, queryset: QuerySet[Listing]) -> None:
+        count = queryset.update(is_approved=False)
+        self.message_user(request, f"{count} listing(s) unapproved.", messages.SUCCESS)
