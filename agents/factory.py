@@ -7,7 +7,8 @@ Public surface:
     build_agent(config, ...)      the `pydantic_ai.Agent` for a config, tools included
     usage_limits_for(config)      the run's `UsageLimits` (defaults filled in)
     model_settings_for(config)    the `ModelSettings` the agent runs with
-    resolve_model(name)           a model string -> a pydantic-ai `Model`
+    resolve_model(name)           a model string -> a pydantic-ai `Model` (cached)
+    clear_model_cache()           forget the cached `Model` objects
     fill_placeholders(text, state) `{key}` -> state[key]; anything else left as written
     validate_agent_config(config) every check a save must make (model, schema,
                                   settings, limits, tools)
