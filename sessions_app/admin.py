@@ -1,0 +1,115 @@
+"""Admin for sessions (events inline, read-only), executions, events and artifacts.
+
+Events, executions and artifacts are records of what happened: the admin
+shows them and lets an operator delete them, but never edits them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from sessions_app.models import AgentExecution, Artifact, Event, Session
+
+
+class ReadOnlyAdminMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class EventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Event
+    fields = (
+        "sequence_number",
+        "author",
+        "kind",
+        "content",
+        "turn_complete",
+        "error_code",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("sequence_number",)
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    inlines = [EventInline]
+    list_display = ("__str__", "user", "agent", "last_sequence", "updated_at")
+    list_filter = ("agent__kind", "created_at")
+    search_fields = ("title", "external_session_id", "user__username", "agent__name")
+    readonly_fields = ("last_sequence", "created_at", "updated_at")
+    raw_id_fields = ("user", "agent")
+    date_hierarchy = "updated_at"
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("session", "sequence_number", "author", "kind", "turn_complete")
+    list_filter = ("author", "kind", "turn_complete")
+    search_fields = ("content", "session__title", "error_code")
+
+
+@admin.register(AgentExecution)
+class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "agent",
+        "agent_version",
+        "user",
+        "status",
+        "model",
+        "tokens",
+        "duration_ms",
+        "created_at",
+    )
+    list_filter = ("status", "model", "created_at")
+    search_fields = ("id", "input", "error_code", "agent__name", "user__username")
+    date_hierarchy = "created_at"
+    exclude = ("messages",)
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, execution: AgentExecution) -> str:
+        usage = execution.usage or {}
+        return f"{usage.get('input_tokens', 0)} / {usage.get('output_tokens', 0)}"
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    """Artifacts are uploaded through the API or written by tools, which record
+    their size, digest and version; the admin views and deletes them."""
+
+    list_display = (
+        "name",
+        "version",
+        "session",
+        "owner",
+        "content_type",
+        "size",
+        "created_at",
+    )
+    list_filter = ("content_type", "created_at")
+    search_fields = ("name", "sha256", "owner__username")
+    readonly_fields = (
+        "session",
+        "execution",
+        "owner",
+        "name",
+        "version",
+        "file",
+        "content_type",
+        "size",
+        "sha256",
+        "created_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
