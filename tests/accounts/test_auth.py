@@ -379,11 +379,6 @@ def test_protected_routes_without_credentials_are_401(api_client, method, path):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_same_refresh_token_sent_concurrently_succeeds_at_most_once():
-    if connection.vendor == "sqlite":
-        pytest.skip(
-            "the in-memory shared-cache SQLite test database fails concurrent "
-            "writers with 'table is locked' instead of queueing them"
-        )
     user = UserFactory()
     raw = login(APIClient(), user, format="json").json()["refresh_token"]
     attempts = 6
