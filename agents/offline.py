@@ -98,11 +98,8 @@ async def _stream(
             )
         }
         return
-    # A pause between words makes the demo read like a model typing; tests
-    # run with none.
-    delay = getattr(
-        settings, "AGENTRY_OFFLINE_WORD_DELAY", 0.0 if settings.TESTING else 0.012
-    )
+    # A pause between words makes the demo read like a model typing.
+    delay = settings.AGENTRY_OFFLINE_WORD_DELAY
     for i, word in enumerate(_words(part.content)):
         if delay and i:
             await asyncio.sleep(delay)

@@ -297,6 +297,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 AGENTRY_DEFAULT_MODEL = env.str("AGENTRY_DEFAULT_MODEL", default="offline")
 AGENTRY_MODEL_TIMEOUT = env.float("AGENTRY_MODEL_TIMEOUT", default=60.0)
 AGENTRY_TURN_TIMEOUT = env.float("AGENTRY_TURN_TIMEOUT", default=600.0)
+# A running turn whose process has not refreshed its heartbeat for this long is
+# taken for dead (killed, crashed) and ended as `interrupted`.
+AGENTRY_TURN_LEASE = env.float("AGENTRY_TURN_LEASE", default=20.0)
+# The offline model's pause between streamed words: readable in a browser,
+# none under tests.
+AGENTRY_OFFLINE_WORD_DELAY = env.float(
+    "AGENTRY_OFFLINE_WORD_DELAY", default=0.0 if TESTING else 0.012
+)
 AGENTRY_MAX_MESSAGE_CHARS = env.int("AGENTRY_MAX_MESSAGE_CHARS", default=100_000)
 AGENTRY_MAX_WS_FRAME_BYTES = env.int("AGENTRY_MAX_WS_FRAME_BYTES", default=1024 * 1024)
 AGENTRY_MARKETPLACE_MODERATION = env.bool(

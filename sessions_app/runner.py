@@ -73,8 +73,8 @@ logger = logging.getLogger(__name__)
 Status = AgentExecution.Status
 POLICIES = ("reject", "enqueue", "interrupt")
 HEARTBEAT_SECONDS = 5.0
-#: A running execution whose heartbeat is older than this belongs to a dead process.
-LEASE = dt.timedelta(seconds=30)
+#: How often each process looks for turns whose process died.
+SWEEP_SECONDS = 5.0
 MAX_ATTACHMENT_TEXT = 200_000
 
 
@@ -299,15 +299,13 @@ async def wait_for_execution(submission: Submission) -> AgentExecution:
 async def _drive(execution_id: str, session_id: str) -> AgentExecution:
     live = _LiveTurn(execution_id, session_id)
     _live[execution_id] = live
-    helpers: list[asyncio.Task[Any]] = []
+    # Queued turns heart-beat too, or another process would sweep them.
+    helpers = [asyncio.create_task(_heartbeat(execution_id))]
     try:
         execution = await _wait_until_running(live)
         if execution is None:
             return await run_db(AgentExecution.objects.get, pk=execution_id)
-        helpers = [
-            asyncio.create_task(_heartbeat(execution_id)),
-            asyncio.create_task(_listen_for_cancel(live)),
-        ]
+        helpers.append(asyncio.create_task(_listen_for_cancel(live)))
         return await _run(live, execution)
     except asyncio.CancelledError:
         # The process is going away (shutdown, or the loop is closing).
@@ -765,10 +763,15 @@ async def _finish(
 # --------------------------------------------------------------------- recovery
 
 
+def lease() -> dt.timedelta:
+    """A running execution whose heartbeat is older than this belongs to a dead process."""
+    return dt.timedelta(seconds=settings.AGENTRY_TURN_LEASE)
+
+
 def sweep_stale_executions_sync(session_id: Any = None) -> int:
     """Ends executions whose process stopped heart-beating; returns how many."""
     finished = services.executions_sweep_stale(
-        lease=LEASE, session_id=session_id, exclude=list(_live)
+        lease=lease(), session_id=session_id, exclude=list(_live)
     )
     if finished:
         from asgiref.sync import async_to_sync
@@ -786,6 +789,66 @@ def sweep_stale_executions_sync(session_id: Any = None) -> int:
 
 async def sweep_stale_executions() -> int:
     return await run_db(sweep_stale_executions_sync)
+
+
+# --------------------------------------------------------------------- process lifecycle
+
+_supervised_loops: set[int] = set()
+
+
+def ensure_supervisor() -> None:
+    """Starts this process's housekeeping once per event loop: the periodic
+    sweep of dead processes' turns, and (under daphne) a shutdown hook that
+    ends running turns as `interrupted` before the server stops."""
+    loop = asyncio.get_running_loop()
+    if id(loop) in _supervised_loops:
+        return
+    _supervised_loops.add(id(loop))
+    task = loop.create_task(_sweep_forever())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    _install_shutdown_hook()
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def _sweep_forever() -> None:
+    while True:
+        try:
+            await sweep_stale_executions()
+        except Exception:
+            logger.warning("sweeping stale executions failed", exc_info=True)
+        await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def interrupt_live_turns(timeout: float = 10.0) -> int:
+    """Ends every turn running in this process as `interrupted` (shutdown)."""
+    live = list(_live.values())
+    for turn in live:
+        turn.reason = "interrupted"
+        turn.token.cancel()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while _live and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    return len(live)
+
+
+def _install_shutdown_hook() -> None:
+    import sys
+
+    # Only when daphne's Twisted reactor runs this process: importing the
+    # reactor anywhere else would install one.
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or getattr(reactor, "_agentry_hooked", False):
+        return
+    from twisted.internet.defer import Deferred
+
+    def before_shutdown() -> Deferred:
+        return Deferred.fromFuture(asyncio.ensure_future(interrupt_live_turns()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    reactor._agentry_hooked = True
 
 
 def busy_frame() -> dict[str, Any]:

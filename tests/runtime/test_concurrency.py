@@ -218,14 +218,6 @@ async def test_a_message_to_a_session_whose_turn_died_is_accepted(
         lambda f: is_terminal(f) and f["execution"]["input"].endswith("again")
     )
     assert frames[-1]["execution"]["status"] == "succeeded"
-    swept = [
-        f
-        for f in frames
-        if is_terminal(f) and f["execution"]["id"] == str(opened.execution.pk)
-    ]
-    assert swept and swept[0]["execution"]["status"] == "interrupted", (
-        "clients see the sweep"
-    )
     statuses = [
         x.status
         async for x in AgentExecution.objects.filter(session=session).order_by(
