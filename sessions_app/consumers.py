@@ -16,10 +16,10 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from sessions_app import broadcast, runner
+from sessions_app import broadcast, runner, selectors
 from sessions_app.db import run_db
 from sessions_app.frames import error_frame, event_frame
-from sessions_app.models import Event, Session
+from sessions_app.models import Session
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +156,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         while True:
             events = await run_db(
                 lambda a=after: list(
-                    Event.objects.filter(
-                        session_id=self.session_id, sequence_number__gt=a
-                    ).order_by("sequence_number")[:RESUME_PAGE]
+                    selectors.events_after(self.session_id, a, RESUME_PAGE)
                 )
             )
             for event in events:
