@@ -1,0 +1,688 @@
+"""Real server processes for system tests and benchmarks.
+
+Everything here runs the product the way it is deployed: `manage.py migrate`,
+then `daphne -b 127.0.0.1 -p PORT config.asgi:application` as a child process
+with its own environment, talking to a real PostgreSQL database, a real Redis
+and a fake OpenAI-compatible model server (`bench.fake_openai`) over HTTP.
+Nothing is imported from the project into the server; tests and benchmarks see
+it only through HTTP and websockets.
+
+Public surface:
+    free_port()                       a free TCP port on 127.0.0.1
+    LiveServer(env, log_dir, ...)     one daphne process: start(), stop() (SIGTERM),
+                                      kill() (SIGKILL), restart(), rss_bytes(), url, ws_url
+    FakeModelServer(log_dir, ...)     `python -m bench.fake_openai` as a process: start(), stop()
+    RedisServer(log_dir)              a private `redis-server` on a free port: start(), stop(), url(db)
+    PostgresDatabase(name)            create() / drop() a database on 127.0.0.1:5432 (user postgres)
+    postgres_available(), redis_available(url)   whether the services answer
+    ApiClient(base_url)               httpx client: register_and_login(), create_agent(),
+                                      create_session(), send_message(), all_events(), ws_url()
+    server_env(...)                   the environment a LiveServer needs, from the parts above
+
+Every process is started in its own process group (`start_new_session=True`)
+and stopping signals the whole group, so nothing it spawned outlives it. Logs
+go to files in `log_dir` (`<name>.log`), which failing tests print.
+
+Typical use:
+
+    db = PostgresDatabase.fresh("agentry_sys")
+    model = FakeModelServer(log_dir).start()
+    env = server_env(database_url=db.url, redis_url="redis://127.0.0.1:6379/7",
+                     model_url=model.base_url, repo_root=tmp / "repo")
+    with LiveServer(env, log_dir) as server:
+        api = ApiClient(server.url)
+        api.register_and_login()
+        agent = api.create_agent(model="openai-chat:fake")
+        session = api.create_session(agent["id"])
+        answer = api.send_message(session["id"], "[[tokens=5]] hi")
+    model.stop(); db.drop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "ApiClient",
+    "FakeModelServer",
+    "LiveServer",
+    "PostgresDatabase",
+    "ProcessError",
+    "RedisServer",
+    "free_port",
+    "postgres_available",
+    "redis_available",
+    "server_env",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+DAPHNE = str(Path(sys.executable).with_name("daphne"))
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+#: Variables of the calling process that must not leak into a server's settings.
+_PRODUCT_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "REPO_ROOT",
+    "MEDIA_ROOT",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "DJANGO_SETTINGS_MODULE",
+)
+_PRODUCT_PREFIXES = ("AGENTRY_", "DATABASE_POOL_", "PYTEST_", "JWT_")
+
+
+class ProcessError(RuntimeError):
+    """A process did not start or answer in time; the message holds its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"({path} unreadable)"
+
+
+def _base_env() -> dict[str, str]:
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _PRODUCT_VARIABLES and not key.startswith(_PRODUCT_PREFIXES)
+    }
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """SIGTERM to the group, SIGKILL after `timeout`; returns the exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(10)
+    # Children that ignored the group signal (none expected) go too.
+    _signal_group(proc, signal.SIGKILL)
+    return proc.returncode
+
+
+def server_env(
+    *,
+    database_url: str,
+    redis_url: str | None,
+    model_url: str | None,
+    repo_root: Path,
+    media_root: Path | None = None,
+    **overrides: Any,
+) -> dict[str, str]:
+    """A production-like environment (DEBUG=0) for a LiveServer.
+
+    `overrides` are extra variables (`AGENTRY_TURN_LEASE="3"`, ...); a value of
+    None removes the variable.
+    """
+    repo_root.mkdir(parents=True, exist_ok=True)
+    media = media_root or repo_root.parent / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    env = {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "live-" + uuid.uuid4().hex * 2,
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "REPO_ROOT": str(repo_root),
+        "MEDIA_ROOT": str(media),
+        "OPENAI_API_KEY": "fake-key",
+        "LOG_LEVEL": "INFO",
+        # Rates that let a test or benchmark log in many users from one address.
+        "AGENTRY_LOGIN_RATE": "100000/min",
+        "AGENTRY_LOGIN_IP_RATE": "100000/min",
+        "AGENTRY_REGISTER_RATE": "100000/min",
+        "AGENTRY_REFRESH_RATE": "100000/min",
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    if model_url:
+        env["OPENAI_BASE_URL"] = model_url
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+class LiveServer:
+    """One daphne process serving `config.asgi:application` on 127.0.0.1.
+
+    `start()` migrates the database (first start only) and waits until
+    `GET /health` answers 200. `stop()` sends SIGTERM (daphne's graceful
+    shutdown), `kill()` SIGKILL; `restart()` starts again on the same port.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        name: str = "daphne",
+        migrate: bool = True,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.env = {**_base_env(), **env}
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.name = name
+        self.log_path = self.log_dir / f"{name}.log"
+        self.startup_timeout = startup_timeout
+        self._migrate = migrate
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def migrate(self) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(b"$ manage.py migrate --noinput\n")
+            log.flush()
+            done = subprocess.run(
+                [PYTHON, "manage.py", "migrate", "--noinput"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode:
+            raise ProcessError(
+                f"migrate failed ({done.returncode}); {self.log_path}:\n{_tail(self.log_path)}"
+            )
+
+    def start(self) -> LiveServer:
+        if self.running():
+            return self
+        if self._migrate:
+            self.migrate()
+            self._migrate = False
+        deadline = time.monotonic() + 15
+        # A restart may find the port briefly held by the previous process.
+        while _port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = self.log_path.open("ab")
+        log.write(f"$ daphne -p {self.port}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [
+                DAPHNE,
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "config.asgi:application",
+            ],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.wait_healthy(self.startup_timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline, last = time.monotonic() + timeout, "no answer"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ProcessError(
+                    f"{self.name} exited with {self.proc.returncode}; "
+                    f"{self.log_path}:\n{_tail(self.log_path)}"
+                )
+            try:
+                response = httpx.get(f"{self.url}/health", timeout=2, trust_env=False)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise ProcessError(
+            f"{self.name} not healthy within {timeout}s ({last}); "
+            f"{self.log_path}:\n{_tail(self.log_path)}"
+        )
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Graceful stop (SIGTERM); returns the exit status."""
+        status = _stop_process(self.proc, timeout)
+        return status
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None:
+            _signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self) -> LiveServer:
+        self.stop()
+        self.proc = None
+        return self.start()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the daphne process (from /proc)."""
+        if self.proc is None:
+            return 0
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def log_tail(self, lines: int = 60) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class FakeModelServer:
+    """`python -m bench.fake_openai` in its own process (own CPU, own crash domain)."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        tokens: int = 8,
+        delay_ms: float = 0.0,
+        ttft_ms: float = 0.0,
+        name: str = "fake_openai",
+    ) -> None:
+        self.port = port or free_port()
+        self.args = [
+            "--tokens",
+            str(tokens),
+            "--delay-ms",
+            str(delay_ms),
+            "--ttft-ms",
+            str(ttft_ms),
+        ]
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What OPENAI_BASE_URL must be."""
+        return f"{self.url}/v1"
+
+    def start(self, timeout: float = 20.0) -> FakeModelServer:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "bench.fake_openai",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
+                cwd=PROJECT_ROOT,
+                env=_base_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ProcessError(f"fake model server exited:\n{_tail(self.log_path)}")
+            if _port_open(self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise ProcessError(f"fake model server did not listen on {self.port}")
+
+    def stats(self) -> dict[str, int]:
+        return httpx.get(f"{self.url}/stats", timeout=5, trust_env=False).json()
+
+    def stop(self) -> None:
+        _stop_process(self.proc, 5.0)
+
+    def __enter__(self) -> FakeModelServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class RedisServer:
+    """A private `redis-server` (no persistence) on a free port, to stop at will."""
+
+    def __init__(self, log_dir: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = Path(log_dir) / f"redis-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ProcessError("redis-server is not installed")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ProcessError(f"redis-server exited:\n{_tail(self.log_path)}")
+            if redis_available(self.url()):
+                return self
+            time.sleep(0.05)
+        raise ProcessError(f"redis-server did not answer on {self.port}")
+
+    def stop(self) -> None:
+        _stop_process(self.proc, 5.0)
+        self.proc = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def redis_available(url: str) -> bool:
+    """PING answered at `url` (a redis:// URL)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def _pg_connect(dbname: str = "postgres") -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        host=PG_HOST,
+        port=PG_PORT,
+        user=PG_USER,
+        dbname=dbname,
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+def postgres_available() -> bool:
+    try:
+        with _pg_connect() as conn:
+            conn.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+class PostgresDatabase:
+    """A database of its own on the local PostgreSQL, created empty and dropped after."""
+
+    def __init__(self, name: str) -> None:
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"unsafe database name {name!r}")
+        self.name = name
+
+    @classmethod
+    def fresh(cls, prefix: str = "agentry_sys") -> PostgresDatabase:
+        """A new, uniquely named database (`<prefix>_<random>`), created."""
+        return cls(f"{prefix}_{uuid.uuid4().hex[:10]}").create()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.name}"
+
+    def create(self) -> PostgresDatabase:
+        with _pg_connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def drop(self) -> None:
+        with contextlib.suppress(Exception), _pg_connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def execute(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Runs one statement in this database (autocommit); returns its rows."""
+        with _pg_connect(self.name) as conn:
+            cursor = conn.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def connection_count(self) -> int:
+        """Backends connected to this database, not counting this query's own."""
+        with _pg_connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                (self.name,),
+            ).fetchone()
+        return int(row[0])
+
+    def terminate_connections(self) -> int:
+        """`pg_terminate_backend` on every connection to this database."""
+        with _pg_connect() as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.name,),
+            ).fetchall()
+        return len(rows)
+
+
+class ApiClient:
+    """A user of the REST API over real HTTP (httpx), with its Bearer token."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, trust_env=False
+        )
+        self.token = ""
+        self.username = ""
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    @staticmethod
+    def _ok(response: httpx.Response, *expected: int) -> Any:
+        if response.status_code not in (expected or (200,)):
+            raise AssertionError(
+                f"{response.request.method} {response.request.url} -> "
+                f"{response.status_code}: {response.text[:500]}"
+            )
+        return response.json() if response.content else None
+
+    def register_and_login(
+        self, username: str | None = None, password: str = "Sturdy-passw0rd!"
+    ) -> str:
+        self.username = username or f"user_{uuid.uuid4().hex[:12]}"
+        self._ok(
+            self.http.post(
+                "/api/auth/register",
+                json={
+                    "username": self.username,
+                    "email": f"{self.username}@example.com",
+                    "password": password,
+                },
+            ),
+            201,
+        )
+        return self.login(self.username, password)
+
+    def login(self, username: str, password: str = "Sturdy-passw0rd!") -> str:
+        body = self._ok(
+            self.http.post(
+                "/api/auth/login", json={"username": username, "password": password}
+            )
+        )
+        self.username, self.token = username, body["access_token"]
+        return self.token
+
+    def create_agent(
+        self, model: str = "openai-chat:fake", name: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        body = {
+            "name": name or f"agent {uuid.uuid4().hex[:8]}",
+            "model": model,
+            "instructions": "Answer briefly.",
+            **fields,
+        }
+        return self._ok(self.post("/api/agents/", json=body), 201)
+
+    def create_session(self, agent_id: str, **fields: Any) -> dict[str, Any]:
+        return self._ok(
+            self.post("/api/sessions/", json={"agent": agent_id, **fields}), 201
+        )
+
+    def send_message(self, session_id: str, content: str, **fields: Any) -> Any:
+        """Blocking turn: `{execution, events}` once the turn has ended."""
+        return self._ok(
+            self.post(
+                f"/api/sessions/{session_id}/messages/",
+                json={"content": content, **fields},
+            )
+        )
+
+    def cancel(self, session_id: str) -> Any:
+        return self._ok(self.post(f"/api/sessions/{session_id}/cancel/"), 202)
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        return self._ok(self.get(f"/api/executions/{execution_id}/"))
+
+    def executions(self, session_id: str) -> list[dict[str, Any]]:
+        return self._pages(f"/api/executions/?session={session_id}")
+
+    def all_events(self, session_id: str) -> list[dict[str, Any]]:
+        """Every stored event of a session, in sequence order (all pages)."""
+        events: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self._ok(
+                self.get(
+                    f"/api/sessions/{session_id}/events/",
+                    params={"after_sequence": after, "limit": 1000},
+                )
+            )
+            results = page["results"] if isinstance(page, dict) else page
+            events.extend(results)
+            if len(results) < 1000:
+                return events
+            after = results[-1]["sequence_number"]
+
+    def _pages(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        while url:
+            page = self._ok(self.get(url))
+            items.extend(page["results"])
+            url = page.get("next")
+        return items
+
+    def ws_url(self, ws_base: str, session_id: str) -> str:
+        return f"{ws_base}/ws/sessions/{session_id}/?token={self.token}"
