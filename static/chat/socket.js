@@ -56,7 +56,13 @@ export class SessionSocket {
     if (this.closed) return;
     clearTimeout(this.retryTimer);
     this.onState("connecting");
-    const ws = new WebSocket(this.url);
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.scheduleReconnect(); // refused before any network use (a blocked port)
+      return;
+    }
     this.ws = ws;
     ws.addEventListener("open", () => {
       if (ws !== this.ws) return;
@@ -77,21 +83,29 @@ export class SessionSocket {
       }
       if (frame?.type !== "pong") this.onFrame(frame);
     });
-    ws.addEventListener("close", (event) => {
-      if (ws !== this.ws) return;
-      this.stopHeartbeat();
-      this.ws = null;
-      if (this.closed) return;
-      if (event.code === CLOSE_UNAUTHENTICATED) {
-        this.onState("unauthenticated");
-      } else if (event.code === CLOSE_NOT_FOUND) {
-        this.onState("gone");
-      } else if (event.code === CLOSE_FORBIDDEN_ORIGIN) {
-        this.onState("refused");
-      } else {
-        this.scheduleReconnect();
-      }
+    // A refused connection (CSP, a blocked port) may fire only `error`.
+    ws.addEventListener("error", () => {
+      setTimeout(() => {
+        if (ws.readyState === WebSocket.CLOSED) this.lost(ws, 1006);
+      }, 0);
     });
+    ws.addEventListener("close", (event) => this.lost(ws, event.code));
+  }
+
+  lost(ws, code) {
+    if (ws !== this.ws) return;
+    this.stopHeartbeat();
+    this.ws = null;
+    if (this.closed) return;
+    if (code === CLOSE_UNAUTHENTICATED) {
+      this.onState("unauthenticated");
+    } else if (code === CLOSE_NOT_FOUND) {
+      this.onState("gone");
+    } else if (code === CLOSE_FORBIDDEN_ORIGIN) {
+      this.onState("refused");
+    } else {
+      this.scheduleReconnect();
+    }
   }
 
   scheduleReconnect() {
