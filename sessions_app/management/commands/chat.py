@@ -1,0 +1,194 @@
+"""`manage.py chat AGENT [--session ID] [--user USERNAME]`: chat in the terminal.
+
+The answer streams as the model writes it; tool calls and their results are
+shown as they happen. Turns go through the same runner as every other client,
+so the conversation is stored and visible in the API and the browser.
+Ctrl-C during an answer cancels that turn; Ctrl-D (or /quit) leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any, TextIO
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+
+from agents.models import Agent
+from sessions_app import broadcast, runner
+from sessions_app.frames import is_terminal
+from sessions_app.models import Session
+
+QUIT = {"/quit", "/exit"}
+
+
+class Command(BaseCommand):
+    help = "Chat with an agent in the terminal, streaming its answers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent", help="The agent's id or slug.")
+        parser.add_argument(
+            "--session", help="Continue this session instead of starting one."
+        )
+        parser.add_argument(
+            "--user", help="Chat as this user (default: the agent's owner)."
+        )
+        parser.add_argument(
+            "--message",
+            action="append",
+            default=[],
+            help="Send this message instead of reading the terminal (repeatable).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = self._user(options["user"]) if options["user"] else None
+        agent = self._agent(options["agent"], options["user"])
+        user = user or agent.owner
+        if agent.owner_id != user.pk and agent.visibility != Agent.Visibility.PUBLIC:
+            raise CommandError(
+                f"{user} cannot chat with the private agent {agent.slug!r}."
+            )
+        session = self._session(options["session"], agent, user)
+        self.stdout.write(
+            self.style.SUCCESS(f"Chatting with {agent.name} (session {session.pk}).")
+            + " Ctrl-C cancels an answer, Ctrl-D leaves."
+        )
+        scripted = options["message"]
+        asyncio.run(TerminalChat(session, user, self.stdout._out).run(scripted or None))
+
+    def _user(self, username: str) -> Any:
+        try:
+            return get_user_model().objects.get(username=username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"No user named {username!r}.") from None
+
+    def _agent(self, ref: str, username: str | None) -> Agent:
+        agents = Agent.objects.select_related("owner")
+        try:
+            return agents.get(pk=uuid.UUID(ref))
+        except (ValueError, Agent.DoesNotExist):
+            pass
+        matches = agents.filter(slug=ref)
+        if username:
+            matches = matches.filter(
+                Q(owner__username=username) | Q(visibility="public")
+            )
+        found = list(matches[:2])
+        if not found:
+            raise CommandError(f"No agent with id or slug {ref!r}.")
+        if len(found) > 1:
+            raise CommandError(
+                f"Several agents have the slug {ref!r}; give --user or the id."
+            )
+        return found[0]
+
+    def _session(self, ref: str | None, agent: Agent, user: Any) -> Session:
+        if ref is None:
+            return Session.objects.create(agent=agent, user=user, title="Terminal chat")
+        try:
+            return Session.objects.get(pk=uuid.UUID(ref), user=user, agent=agent)
+        except (ValueError, Session.DoesNotExist):
+            raise CommandError(
+                f"No session {ref!r} of {user} with {agent.slug!r}."
+            ) from None
+
+
+class TerminalChat:
+    def __init__(self, session: Session, user: Any, out: TextIO) -> None:
+        self.session_id, self.user_id, self.out = str(session.pk), user.pk, out
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    async def run(self, scripted: list[str] | None) -> None:
+        loop = asyncio.get_running_loop()
+        lines = iter(scripted) if scripted is not None else None
+        while True:
+            if lines is not None:
+                content = next(lines, None)
+                if content is None:
+                    return
+                self.write(f"you> {content}\n")
+            else:
+                try:
+                    content = await loop.run_in_executor(None, input, "you> ")
+                except (EOFError, KeyboardInterrupt):
+                    self.write("\n")
+                    return
+            if content.strip() in QUIT:
+                return
+            if content.strip():
+                await self.turn(content)
+
+    async def turn(self, content: str) -> None:
+        async with broadcast.subscribe(self.session_id) as frames:
+            try:
+                submission = await runner.submit_turn(
+                    runner.TurnRequest(
+                        session_id=self.session_id,
+                        user_id=self.user_id,
+                        content=content,
+                    )
+                )
+            except runner.TurnRejected as exc:
+                self.write(f"! {exc.message}\n")
+                return
+            execution_id = str(submission.execution.pk)
+            try:
+                await self.relay(frames, execution_id)
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                await runner.cancel_turn(self.session_id)
+                await self.relay(frames, execution_id)
+
+    async def relay(self, frames: broadcast.Subscription, execution_id: str) -> None:
+        streaming = False
+        while True:
+            frame = await frames.next()
+            if frame is None:
+                continue
+            if frame["type"] == "event":
+                streaming = self.show_event(frame["event"], streaming)
+            elif is_terminal(frame) and frame["execution"]["id"] == execution_id:
+                self.show_execution(frame["execution"], streaming)
+                return
+
+    def show_event(self, event: dict[str, Any], streaming: bool) -> bool:
+        if event["partial"]:
+            if not streaming:
+                self.write("agent> ")
+            self.write(event["content"])
+            return True
+        if event["kind"] == "tool_call":
+            args = json.dumps(event["metadata"].get("args"), ensure_ascii=False)
+            self.write(
+                f"{chr(10) if streaming else ''}  [tool] {event['content']}({args})\n"
+            )
+            return False
+        if event["kind"] == "tool_result":
+            mark = "error" if event["metadata"].get("is_error") else "result"
+            text = event["content"].replace("\n", " ")
+            self.write(f"  [{mark}] {text[:200]}{'…' if len(text) > 200 else ''}\n")
+            return False
+        if event["kind"] == "error":
+            self.write(f"{chr(10) if streaming else ''}! {event['content']}\n")
+            return False
+        if event["author"] == "agent" and event["turn_complete"] and not streaming:
+            # Structured output or a model that does not stream: show the whole answer.
+            self.write(f"agent> {event['content']}")
+            return True
+        return streaming
+
+    def show_execution(self, execution: dict[str, Any], streaming: bool) -> None:
+        usage = execution.get("usage") or {}
+        summary = (
+            f"[{execution['status']}, {usage.get('input_tokens', 0)} in / "
+            f"{usage.get('output_tokens', 0)} out tokens, {execution.get('duration_ms') or 0} ms]"
+        )
+        self.write(("\n" if streaming else "") + summary + "\n")
+
+
+__all__ = ["Command", "TerminalChat"]
