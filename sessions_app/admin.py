@@ -1,16 +1,26 @@
 """Admin for sessions (events inline, read-only), executions, events and artifacts.
 
 Events, executions and artifacts are records of what happened: the admin
-shows them and lets an operator delete them, but never edits them.
+shows them and lets an operator delete them, but never edits them. The
+"Try it" page (linked from each agent's change form) runs one turn of an agent
+through the turn runner, in a new session of the staff user, and shows its
+events.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path
 
+from agents.models import Agent
+from sessions_app import runner
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
 
@@ -49,6 +59,64 @@ class SessionAdmin(admin.ModelAdmin):
     readonly_fields = ("last_sequence", "created_at", "updated_at")
     raw_id_fields = ("user", "agent")
     date_hierarchy = "updated_at"
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "try/<uuid:agent_id>/",
+                self.admin_site.admin_view(self.try_agent),
+                name="sessions_app_session_try",
+            ),
+            *super().get_urls(),
+        ]
+
+    def try_agent(self, request: HttpRequest, agent_id: Any) -> HttpResponse:
+        """One turn of an agent, run by the turn runner in a new session."""
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        agent = get_object_or_404(Agent, pk=agent_id)
+        form = TryAgentForm(request.POST or None)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": f"Try {agent.name}",
+            "agent": agent,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        if request.method == "POST" and form.is_valid():
+            message = form.cleaned_data["message"]
+            session = Session.objects.create(
+                agent=agent,
+                user=request.user,
+                title=f"Tried in the admin: {message[:60]}",
+            )
+            try:
+                execution = async_to_sync(runner.run_to_completion)(
+                    runner.TurnRequest(
+                        session_id=str(session.pk),
+                        user_id=request.user.pk,
+                        content=message,
+                    )
+                )
+            except runner.TurnRejected as exc:
+                form.add_error("message", exc.message)
+            else:
+                context.update(
+                    session=session,
+                    execution=execution,
+                    events=Event.objects.filter(session=session).order_by(
+                        "sequence_number"
+                    ),
+                )
+        return TemplateResponse(request, "admin/sessions_app/try_agent.html", context)
+
+
+class TryAgentForm(forms.Form):
+    message = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        max_length=100_000,
+        help_text="Sent as the user's message; the answer runs with the agent's current config.",
+    )
 
 
 @admin.register(Event)

@@ -8,7 +8,8 @@ Public surface:
     submit_turn(request)        stores the user's message, applies the session's
                                 multitask policy and starts the turn as a task
     cancel_turn(session_id)     cancels the running turn wherever it runs
-    wait_for_execution(id)      the execution once it has finished
+    wait_for_execution(sub)     the execution once it has finished
+    run_to_completion(request)  submit_turn, then wait_for_execution
     sweep_stale_executions()    ends turns whose process died as `interrupted`
 
 A turn runs as an asyncio task owned by this module, not by the connection that
@@ -284,6 +285,11 @@ async def cancel_turn(
                 },
             )
     return bool(running)
+
+
+async def run_to_completion(request: TurnRequest) -> AgentExecution:
+    """Submits a turn and waits for its end (blocking REST, the admin)."""
+    return await wait_for_execution(await submit_turn(request))
 
 
 async def wait_for_execution(submission: Submission) -> AgentExecution:

@@ -83,12 +83,8 @@ def _rejected(exc: runner.TurnRejected) -> ApiError:
 
 
 def _run_blocking(request: runner.TurnRequest) -> AgentExecution:
-    async def submit_and_wait() -> AgentExecution:
-        submission = await runner.submit_turn(request)
-        return await runner.wait_for_execution(submission)
-
     try:
-        return async_to_sync(submit_and_wait)()
+        return async_to_sync(runner.run_to_completion)(request)
     except runner.TurnRejected as exc:
         raise _rejected(exc) from None
 
