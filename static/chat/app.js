@@ -47,7 +47,6 @@ const state = {
 const conversation = new Conversation(ui.log, {
   onRunningChange: (running) => {
     ui.stop.hidden = !running;
-    ui.log.setAttribute("aria-busy", running ? "true" : "false");
   },
   onGap: (after) => fillGap(after),
   announce,

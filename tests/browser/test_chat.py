@@ -19,6 +19,7 @@ pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
 
 AGENT = "Sandbox helper"
+FAKE_MODEL = "openai-chat:fake"
 
 # Records, from the moment it is installed, the longest text a streaming
 # bubble ever showed: proof that text arrived before the final message.
@@ -319,3 +320,24 @@ def sign_in_narrow(page, daphne_server, account) -> None:
     page.get_by_role("button", name=f"New chat with {AGENT}").click()
     expect(page.get_by_label("Message")).to_be_enabled()
     expect(page.locator("#connection")).to_have_text("Live")
+
+
+def test_structured_output_shows_as_formatted_json(page, daphne_server, account):
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "done": {"type": "boolean"}},
+        "required": ["title", "done"],
+    }
+    extractor = account.api.post(
+        "/api/agents/",
+        json={"name": "Task extractor", "model": FAKE_MODEL, "output_schema": schema},
+    )
+    assert extractor.status_code == 201, extractor.text
+    sign_in(page, daphne_server, account)
+    page.get_by_role("button", name="New chat with Task extractor").click()
+    expect(page.locator("#connection")).to_have_text("Live")
+
+    send(page, '[[call final_result {"title": "Ship it", "done": false}]] extract')
+    output = page.locator(".turn-meta .structured-output pre")
+    expect(output).to_have_text('{\n  "title": "Ship it",\n  "done": false\n}')
+    expect(page.locator(".turn-meta")).to_contain_text("succeeded")
