@@ -22,8 +22,11 @@ run: install
 	DEBUG=1 $(VENV_PY) manage.py seed_agents --demo-user
 	DEBUG=1 .venv/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
+# Browser tests run in a process of their own: Playwright's sync API keeps an
+# event loop on the main thread, which async tests after it cannot share.
 test: install lint
-	$(VENV_PY) -m pytest
+	$(VENV_PY) -m pytest -m "not browser"
+	$(VENV_PY) -m pytest -m browser tests/browser; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
 lint: install
 	.venv/bin/ruff check .
