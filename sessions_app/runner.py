@@ -57,6 +57,7 @@ from pydantic_ai.exceptions import (
     ModelTimeoutError,
     UnexpectedModelBehavior,
 )
+from pydantic_ai.messages import repair_messages
 
 from sessions_app import broadcast, services
 from sessions_app.db import run_db
@@ -429,6 +430,10 @@ def _load_context(execution_id: str) -> _TurnContext:
     for messages in previous:
         if messages:
             history.extend(ModelMessagesTypeAdapter.validate_python(messages))
+    # A turn cancelled (or left awaiting approval) between a tool call and its
+    # result leaves calls without returns; closing them out keeps the history
+    # one the model accepts before a new prompt.
+    history = repair_messages(history)
     user_event = (
         Event.objects.filter(execution_id=execution.pk, author=Event.Author.USER)
         .only("metadata")

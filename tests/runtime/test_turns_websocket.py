@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from sessions_app.models import AgentExecution, Event
 from tests.plugins.runtime import is_partial, is_status, is_terminal
@@ -403,4 +404,39 @@ async def test_state_placeholders_fill_the_instructions(
         if m["role"] in ("system", "developer")
     ]
     assert system and "You help ACME." in system[0]["content"]
+    await ws.close()
+
+
+async def test_history_with_an_unanswered_tool_call_still_takes_a_new_prompt(
+    fake_llm, user, new_session, ws_connect
+):
+    from pydantic_ai import ModelMessagesTypeAdapter
+    from pydantic_ai.messages import (
+        ModelRequest,
+        ModelResponse,
+        ToolCallPart,
+        UserPromptPart,
+    )
+
+    session = await new_session()
+    dangling = [
+        ModelRequest(parts=[UserPromptPart("read it")]),
+        ModelResponse(
+            parts=[ToolCallPart("read_file", {"path": "a.txt"}, tool_call_id="c1")]
+        ),
+    ]
+    await AgentExecution.objects.acreate(
+        session=session,
+        agent_id=session.agent_id,
+        user=user,
+        status="cancelled",
+        input="read it",
+        finished_at=timezone.now(),
+        messages=ModelMessagesTypeAdapter.dump_python(dangling, mode="json"),
+    )
+    ws = await ws_connect(user, session)
+    frames = await ws.turn(QUICK)
+    assert frames[-1]["execution"]["status"] == "succeeded", frames[-1]
+    sent = fake_llm.requests[-1]["messages"]
+    assert any(m["role"] == "tool" and m.get("tool_call_id") == "c1" for m in sent)
     await ws.close()
