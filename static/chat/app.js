@@ -197,7 +197,20 @@ function setSidebarOpen(open) {
 
 // --- sessions ---------------------------------------------------------------
 
+/** Stops following the open chat, so nothing typed now can reach it. */
+function leaveSession() {
+  state.loadToken += 1;
+  state.socket?.close();
+  state.socket = null;
+  state.sessionId = null;
+  state.session = null;
+  setComposerEnabled(false);
+  setConnection("idle");
+}
+
 async function startSession(agent) {
+  const previous = state.sessionId;
+  leaveSession();
   try {
     const session = await post("/api/sessions/", { agent: agent.id });
     const agentId = ref(agent.id);
@@ -206,6 +219,7 @@ async function startSession(agent) {
     await openSession(ref(session.id));
     ui.message.focus();
   } catch (error) {
+    if (previous) await openSession(previous);
     showProblem(error);
   }
 }
@@ -219,14 +233,12 @@ function agentOf(session) {
 }
 
 async function openSession(sessionId) {
-  const token = ++state.loadToken;
-  state.socket?.close();
-  state.socket = null;
+  leaveSession();
+  const token = state.loadToken;
   state.sessionId = sessionId;
   clearUploads();
   state.connectedOnce = false;
   conversation.reset();
-  setConnection("idle");
   setSidebarOpen(false);
   const url = new URL(window.location.href);
   url.searchParams.set("session", sessionId);

@@ -82,6 +82,7 @@ export class Conversation {
   }
 
   clearState() {
+    clearTimeout(this.gapTimer);
     this.lastSequence = 0;
     this.early = new Map(); // sequence -> event, waiting for the gap before it
     this.gapTimer = null;
@@ -209,7 +210,9 @@ export class Conversation {
     node.classList.add("msg-pending");
     node.dataset.clientMessageId = clientMessageId;
     this.pending.push({ clientMessageId, content, el: node });
-    this.withScroll(() => this.root.append(node));
+    this.root.append(node);
+    this.placeWorking();
+    this.root.scrollTop = this.root.scrollHeight; // one's own message is always in view
     return node;
   }
 
