@@ -207,7 +207,7 @@ def build_agent(
         AgentConfigError: the config cannot be built (unknown model, tool, ...).
         ModelUnavailableError: the model needs a key this server lacks.
     """
-    from pydantic_ai import Agent, StructuredDict
+    from pydantic_ai import Agent, DeferredToolRequests, StructuredDict
 
     model = (
         model_override
@@ -223,7 +223,12 @@ def build_agent(
             name=schema.get("title") or "final_result",
             description=schema.get("description"),
         )
-    toolset = _toolset_for(config.get("tools") or [], deps)
+    tools = config.get("tools") or []
+    if any(t.get("enabled", True) and t.get("requires_approval") for t in tools):
+        # Calls to these tools pause the run; it ends with the pending requests
+        # and resumes with the user's decisions.
+        output_type = [output_type, DeferredToolRequests]
+    toolset = _toolset_for(tools, deps)
     return Agent(
         model,
         name=config.get("name") or None,

@@ -4,6 +4,11 @@
 from the group go to the client; client frames become calls to the turn
 runner. It holds no agent logic. Refused connections are accepted and then
 closed, so clients see 4401 (authentication), 4403 (origin) or 4404 (session).
+
+When the channel layer (Redis) cannot be reached, the socket gets an `error`
+frame `stream_unavailable` and is closed with 1013 (try again later), at
+connect or as soon as `stream_health` notices the outage: frames would
+otherwise stop without a word. Clients reconnect and `resume`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from sessions_app import broadcast, runner, selectors
+from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
 from sessions_app.frames import error_frame, event_frame
 from sessions_app.models import Session
@@ -26,6 +31,12 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TRY_AGAIN_LATER = 1013
+STREAM_UNAVAILABLE = (
+    "stream_unavailable",
+    "Live streaming is unavailable (the channel layer cannot be reached). "
+    "Reconnect and resume from your last sequence number.",
+)
 RESUME_PAGE = 500
 
 
@@ -39,6 +50,7 @@ def _is_uuid(value: str) -> bool:
 
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str | None = None
+    relay_down = False
 
     async def connect(self) -> None:
         await self.accept()
@@ -57,21 +69,37 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_NOT_FOUND)
             return
         self.session_id = session_id
-        await self.channel_layer.group_add(
-            broadcast.session_group(session_id), self.channel_name
-        )
+        try:
+            await self.channel_layer.group_add(
+                broadcast.session_group(session_id), self.channel_name
+            )
+        except Exception:
+            logger.warning("cannot join the group of session %s", session_id)
+            await self.stream_unavailable()
+            return
+        stream_health.watch(self.stream_unavailable)
 
     async def disconnect(self, code: int) -> None:
         # The running turn is left alone: it finishes and is stored.
+        stream_health.unwatch(self.stream_unavailable)
         if self.session_id is not None:
-            await self.channel_layer.group_discard(
-                broadcast.session_group(self.session_id), self.channel_name
-            )
+            try:
+                await self.channel_layer.group_discard(
+                    broadcast.session_group(self.session_id), self.channel_name
+                )
+            except Exception:
+                logger.debug("cannot leave the group of %s", self.session_id)
+
+    async def stream_unavailable(self) -> None:
+        """Tells the client the live relay is down, then closes (it resumes later)."""
+        self.relay_down = True
+        await self.send_frame(error_frame(*STREAM_UNAVAILABLE))
+        await self.close(CLOSE_TRY_AGAIN_LATER)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
-        if self.session_id is None:
+        if self.session_id is None or self.relay_down:
             return
         raw = text_data if text_data is not None else bytes_data
         if raw is not None and len(raw) > settings.AGENTRY_MAX_WS_FRAME_BYTES:
@@ -125,6 +153,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
             )
             return
+        if not stream_health.layer_available() and not await stream_health.probe():
+            # Nothing is started: its frames could not reach this socket.
+            await self.send_frame(error_frame(*STREAM_UNAVAILABLE))
+            return
         request = runner.TurnRequest(
             session_id=self.session_id,
             user_id=self.scope["user"].pk,
@@ -140,6 +172,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if submission.duplicate:
             await self.send_frame(submission.frame)
+
+    async def on_approve(self, frame: dict[str, Any]) -> None:
+        try:
+            await runner.submit_approval(
+                execution_id=str(frame.get("execution") or ""),
+                user_id=self.scope["user"].pk,
+                decisions=frame.get("decisions"),
+            )
+        except runner.TurnRejected as exc:
+            await self.send_frame(error_frame(exc.code, exc.message))
 
     async def on_cancel(self, frame: dict[str, Any]) -> None:
         await runner.cancel_turn(self.session_id)

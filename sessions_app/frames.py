@@ -13,6 +13,8 @@ from typing import Any, Literal, TypedDict
 from sessions_app.models import AgentExecution, Event
 
 TERMINAL_STATUSES = frozenset(s.value for s in AgentExecution.FINAL_STATUSES)
+#: Where a streaming answer ends: a final status, or a pause for approval.
+TURN_END_STATUSES = TERMINAL_STATUSES | {AgentExecution.Status.AWAITING_APPROVAL.value}
 
 
 class EventFrame(TypedDict):
@@ -116,4 +118,12 @@ def is_terminal(frame: Frame) -> bool:
     return (
         frame.get("type") == "execution"
         and frame["execution"].get("status") in TERMINAL_STATUSES
+    )
+
+
+def ends_turn(frame: Frame) -> bool:
+    """The turn stops here: it finished, or it waits for an approval."""
+    return (
+        frame.get("type") == "execution"
+        and frame["execution"].get("status") in TURN_END_STATUSES
     )

@@ -8,6 +8,7 @@ Public surface:
     submit_turn(request)        stores the user's message, applies the session's
                                 multitask policy and starts the turn as a task
     cancel_turn(session_id)     cancels the running turn wherever it runs
+    submit_approval(...)        decisions on a paused turn's tool calls; resumes it
     wait_for_execution(sub)     the execution once it has finished
     run_to_completion(request)  submit_turn, then wait_for_execution
     sweep_stale_executions()    ends turns whose process died as `interrupted`
@@ -39,6 +40,8 @@ from pydantic_ai import (
     AgentRunResultEvent,
     BinaryContent,
     CancellationToken,
+    DeferredToolRequests,
+    DeferredToolResults,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
     ModelMessagesTypeAdapter,
@@ -48,6 +51,7 @@ from pydantic_ai import (
     RunTimedOut,
     TextPart,
     TextPartDelta,
+    ToolDenied,
     UsageLimitExceeded,
 )
 from pydantic_ai.exceptions import (
@@ -224,6 +228,13 @@ def _open(request: TurnRequest) -> tuple[services.OpenedTurn, str]:
     return opened, policy
 
 
+def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    for execution, events in services.executions_abandon_approvals(session_id):
+        frames += [event_frame(e) for e in events] + [execution_frame(execution)]
+    return frames
+
+
 async def submit_turn(request: TurnRequest) -> Submission:
     """Stores the user's message and starts (or queues) its turn.
 
@@ -248,6 +259,9 @@ async def submit_turn(request: TurnRequest) -> Submission:
     await broadcast.publish(
         request.session_id, event_frame(opened.user_event), execution_frame(execution)
     )
+    abandoned = await run_db(_abandon_approvals, request.session_id)
+    if abandoned:
+        await broadcast.publish(request.session_id, *abandoned)
     if policy == "interrupt":
         await cancel_turn(
             request.session_id, reason="cancelled", keep=str(execution.pk)
@@ -288,6 +302,97 @@ async def cancel_turn(
     return bool(running)
 
 
+def _decisions(pending: list[dict[str, Any]], decisions: Any) -> DeferredToolResults:
+    """Validates approval decisions against the pending calls."""
+    if not isinstance(decisions, dict) or not decisions:
+        raise TurnRejected(
+            "invalid_approval",
+            "decisions must map each pending tool_call_id to a decision.",
+        )
+    pending_ids = {p["tool_call_id"] for p in pending}
+    unknown = sorted(set(decisions) - pending_ids)
+    missing = sorted(pending_ids - set(decisions))
+    if unknown or missing:
+        raise TurnRejected(
+            "invalid_approval",
+            f"decide exactly the pending tool calls (unknown: {unknown}, missing: {missing}).",
+        )
+    approvals: dict[str, Any] = {}
+    for call_id, decision in decisions.items():
+        if isinstance(decision, bool):
+            approvals[call_id] = decision
+        elif isinstance(decision, dict) and isinstance(decision.get("approved"), bool):
+            message = decision.get("message")
+            if message is not None and not isinstance(message, str):
+                raise TurnRejected(
+                    "invalid_approval", "a denial message must be a string."
+                )
+            approvals[call_id] = (
+                True
+                if decision["approved"]
+                else ToolDenied(message or "The user denied this call.")
+            )
+        else:
+            raise TurnRejected(
+                "invalid_approval",
+                'a decision is true, false or {"approved": bool, "message": str}.',
+            )
+    return DeferredToolResults(approvals=approvals)
+
+
+def _pending_approvals(
+    execution_id: Any, user_id: Any
+) -> tuple[AgentExecution, list[Any]]:
+    execution = AgentExecution.objects.filter(pk=execution_id, user_id=user_id).first()
+    if execution is None:
+        raise TurnRejected("not_found", "No such execution.", 404)
+    if execution.status != Status.AWAITING_APPROVAL:
+        raise TurnRejected(
+            "not_awaiting_approval",
+            f"The execution is {execution.status}, not awaiting approval.",
+            409,
+        )
+    state = (
+        Event.objects.filter(
+            execution_id=execution.pk, kind=Event.Kind.STATE, author=Event.Author.SYSTEM
+        )
+        .order_by("-sequence_number")
+        .first()
+    )
+    return execution, list(
+        ((state.actions or {}) if state else {}).get("approval_requests", [])
+    )
+
+
+async def submit_approval(
+    *, execution_id: Any, user_id: Any, decisions: Any
+) -> Submission:
+    """Records decisions on a paused turn's tool calls and resumes it."""
+    execution, pending = await run_db(_pending_approvals, execution_id, user_id)
+    results = _decisions(pending, decisions)
+    try:
+        execution, event = await run_db(
+            services.execution_resume,
+            execution.pk,
+            user_id=user_id,
+            decisions=decisions,
+        )
+    except services.NotAwaitingApproval:
+        raise TurnRejected(
+            "not_awaiting_approval",
+            "The execution is no longer awaiting approval.",
+            409,
+        ) from None
+    except services.SessionBusy:
+        raise TurnRejected(
+            "session_busy", "Another turn of this session is running.", 409
+        ) from None
+    session_id = str(execution.session_id)
+    await broadcast.publish(session_id, event_frame(event), execution_frame(execution))
+    task = asyncio.create_task(_drive(str(execution.pk), session_id, resume=results))
+    return Submission(execution, task=task)
+
+
 async def run_to_completion(request: TurnRequest) -> AgentExecution:
     """Submits a turn and waits for its end (blocking REST, the admin)."""
     return await wait_for_execution(await submit_turn(request))
@@ -303,7 +408,9 @@ async def wait_for_execution(submission: Submission) -> AgentExecution:
 # --------------------------------------------------------------------- running
 
 
-async def _drive(execution_id: str, session_id: str) -> AgentExecution:
+async def _drive(
+    execution_id: str, session_id: str, resume: DeferredToolResults | None = None
+) -> AgentExecution:
     live = _LiveTurn(execution_id, session_id)
     _live[execution_id] = live
     # Queued turns heart-beat too, or another process would sweep them.
@@ -313,7 +420,7 @@ async def _drive(execution_id: str, session_id: str) -> AgentExecution:
         if execution is None:
             return await run_db(AgentExecution.objects.get, pk=execution_id)
         helpers.append(asyncio.create_task(_listen_for_cancel(live)))
-        return await _run(live, execution)
+        return await _run(live, execution, resume)
     except asyncio.CancelledError:
         # The process is going away (shutdown, or the loop is closing).
         await asyncio.shield(
@@ -412,10 +519,12 @@ class _TurnContext:
     user_id: Any
     agent_id: Any
     history: list[Any]
-    prompt: str | list[Any]
+    prompt: str | list[Any] | None
+    own_messages: list[Any] = field(default_factory=list)
+    own_usage: dict[str, int] = field(default_factory=dict)
 
 
-def _load_context(execution_id: str) -> _TurnContext:
+def _load_context(execution_id: str, resuming: bool = False) -> _TurnContext:
     execution = AgentExecution.objects.select_related("session", "agent").get(
         pk=execution_id
     )
@@ -434,6 +543,20 @@ def _load_context(execution_id: str) -> _TurnContext:
     # result leaves calls without returns; closing them out keeps the history
     # one the model accepts before a new prompt.
     history = repair_messages(history)
+    if resuming:
+        # The paused run's own messages end with the calls awaiting decisions;
+        # the run continues from them with no new prompt.
+        own = list(execution.messages or [])
+        return _TurnContext(
+            config=agent.config_snapshot(),
+            state=dict(session.state or {}),
+            user_id=execution.user_id,
+            agent_id=agent.pk,
+            history=history + ModelMessagesTypeAdapter.validate_python(own),
+            prompt=None,
+            own_messages=own,
+            own_usage=dict(execution.usage or {}),
+        )
     user_event = (
         Event.objects.filter(execution_id=execution.pk, author=Event.Author.USER)
         .only("metadata")
@@ -535,27 +658,58 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 class _Stream:
-    """Turns pydantic-ai stream events into stored events and frames."""
+    """Turns pydantic-ai stream events into stored events and frames.
 
-    def __init__(self, live: _LiveTurn) -> None:
+    Streamed text is published as partial frames by a publisher task, which
+    sends whatever text arrived while it was busy as one frame. A model that
+    streams slower than frames are published gets a frame per chunk; a fast
+    one (many chunks per network read) gets a frame per batch instead of
+    paying the channel layer and the websocket for every chunk. The first
+    partial is sent at once, and stored events always follow the partials
+    before them (`flush`).
+    """
+
+    def __init__(self, live: _LiveTurn, announced: set[str] | None = None) -> None:
         self.live = live
         self.segment: list[str] = []
+        # Calls already stored: a resumed run re-announces the approved ones.
+        self.announced = set(announced or ())
+        self._pending: list[str] = []
+        self._publisher: asyncio.Task[None] | None = None
+        self._started = False
 
     async def partial(self, text: str) -> None:
         if not text:
             return
         self.segment.append(text)
-        payload = partial_payload(
-            session_id=self.live.session_id,
-            execution_id=self.live.execution_id,
-            content=text,
-            created_at=timezone.now(),
-        )
-        await broadcast.publish(
-            self.live.session_id, {"type": "event", "event": payload}
-        )
+        self._pending.append(text)
+        if not self._started:
+            self._started = True
+            await self._publish_pending()
+        elif self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_pending())
+
+    async def _publish_pending(self) -> None:
+        while self._pending:
+            text, self._pending = "".join(self._pending), []
+            payload = partial_payload(
+                session_id=self.live.session_id,
+                execution_id=self.live.execution_id,
+                content=text,
+                created_at=timezone.now(),
+            )
+            await broadcast.publish(
+                self.live.session_id, {"type": "event", "event": payload}
+            )
+
+    async def flush(self) -> None:
+        """Publishes every partial still pending (before a stored event)."""
+        if self._publisher is not None:
+            await asyncio.shield(self._publisher)
+        await self._publish_pending()
 
     async def store(self, *specs: services.EventSpec) -> None:
+        await self.flush()
         events = await run_db(
             services.events_append,
             self.live.session_id,
@@ -569,6 +723,9 @@ class _Stream:
         return text
 
     async def tool_call(self, event: FunctionToolCallEvent) -> None:
+        if event.part.tool_call_id in self.announced:
+            return
+        self.announced.add(event.part.tool_call_id)
         specs = []
         text = self.take_segment()
         if text:
@@ -617,15 +774,19 @@ def _args(part: Any) -> Any:
         return {"raw": str(part.args)}
 
 
-async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
+async def _run(
+    live: _LiveTurn,
+    execution: AgentExecution,
+    resume: DeferredToolResults | None = None,
+) -> AgentExecution:
     from agents.factory import TurnDeps, build_agent, usage_limits_for
 
     started = time.monotonic()
-    stream = _Stream(live)
+    stream = _Stream(live, set(resume.approvals) if resume is not None else None)
     usage_handle: Any = None
     result: Any = None
     try:
-        context = await run_db(_load_context, live.execution_id)
+        context = await run_db(_load_context, live.execution_id, resume is not None)
         deps = TurnDeps(
             user_id=context.user_id,
             agent_id=context.agent_id,
@@ -638,6 +799,7 @@ async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
             message_history=context.history or None,
             deps=deps,
             usage_limits=usage_limits_for(context.config),
+            deferred_tool_results=resume,
             cancellation_token=live.token,
             timeout=settings.AGENTRY_TURN_TIMEOUT,
         ) as events:
@@ -660,7 +822,14 @@ async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
         if result is None:
             raise UnexpectedModelBehavior("The run ended without a result.")
         output = result.output
+        messages = context.own_messages + ModelMessagesTypeAdapter.dump_python(
+            result.new_messages(), mode="json"
+        )
+        usage = _add_usage(context.own_usage, _usage(result.usage))
+        await stream.flush()
         text = stream.take_segment()
+        if isinstance(output, DeferredToolRequests):
+            return await _pause_for_approval(live, output, text, usage, messages)
         if isinstance(output, str):
             content = text or output
             stored_output: Any = content
@@ -674,10 +843,8 @@ async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
             live,
             status=Status.SUCCEEDED,
             output=stored_output,
-            usage=_usage(result.usage),
-            messages=ModelMessagesTypeAdapter.dump_python(
-                result.new_messages(), mode="json"
-            ),
+            usage=usage,
+            messages=messages,
             final=services.EventSpec(
                 author=Event.Author.AGENT,
                 content=content,
@@ -710,6 +877,7 @@ async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
             if cancelled is not None
             else getattr(usage_handle, "usage", None)
         )
+        await stream.flush()
         partial_text = stream.take_segment()
         return await _finish(
             live,
@@ -719,6 +887,53 @@ async def _run(live: _LiveTurn, execution: AgentExecution) -> AgentExecution:
             error=(code, message),
             partial_text=partial_text,
         )
+
+
+def _add_usage(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
+    """A resumed turn's usage is the sum of its runs."""
+    return {key: before.get(key, 0) + value for key, value in now.items()}
+
+
+async def _pause_for_approval(
+    live: _LiveTurn,
+    requests: DeferredToolRequests,
+    text: str,
+    usage: dict[str, int],
+    messages: list[Any],
+) -> AgentExecution:
+    """Stores the calls that wait for a human and pauses the turn."""
+    pending = [
+        {
+            "tool_call_id": call.tool_call_id,
+            "tool_name": call.tool_name,
+            "args": _args(call),
+        }
+        for call in requests.approvals
+    ]
+    names = ", ".join(sorted({p["tool_name"] for p in pending})) or "a tool"
+    specs = []
+    if text:
+        specs.append(services.EventSpec(author=Event.Author.AGENT, content=text))
+    specs.append(
+        services.EventSpec(
+            author=Event.Author.SYSTEM,
+            kind=Event.Kind.STATE,
+            content=f"Waiting for approval to run {names}.",
+            actions={"approval_requests": pending},
+        )
+    )
+    execution, events = await run_db(
+        services.execution_finish,
+        live.execution_id,
+        status=Status.AWAITING_APPROVAL,
+        usage=usage,
+        messages=messages,
+        events=specs,
+    )
+    await broadcast.publish(
+        live.session_id, *(event_frame(e) for e in events), execution_frame(execution)
+    )
+    return execution
 
 
 def _jsonable(value: Any) -> Any:

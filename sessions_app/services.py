@@ -7,6 +7,8 @@ async code):
     turn_open(...)                          the user's event and its execution, atomically
     execution_promote(execution_id)         queued -> running when the session is free
     execution_finish(...)                   final status, output, usage, messages, and its events
+    execution_resume(...)                   approval decisions recorded, the turn running again
+    executions_abandon_approvals(session)   pending approvals ended by a new message
     execution_heartbeat(ids)                extends the lease of running executions
     executions_sweep_stale(...)             marks executions of dead processes `interrupted`
 
@@ -253,8 +255,9 @@ def execution_finish(
             execution.messages = clean_json(messages)
         execution.error_code = error_code
         execution.error_message = clean_text(error_message)
-        execution.finished_at = now
         execution.started_at = execution.started_at or now
+        # A turn paused for approval is not over: it has no end time yet.
+        execution.finished_at = None if status == Status.AWAITING_APPROVAL else now
         execution.duration_ms = max(
             0, int((now - execution.started_at).total_seconds() * 1000)
         )
@@ -263,6 +266,83 @@ def execution_finish(
             execution.session_id, list(events), execution_id=execution.pk
         )
     return execution, stored
+
+
+class NotAwaitingApproval(Exception):
+    """The execution is not (or no longer) waiting for a decision."""
+
+
+def execution_resume(
+    execution_id: Any, *, user_id: Any, decisions: dict[str, Any]
+) -> tuple[AgentExecution, Event]:
+    """Records the user's approval decisions and sets the turn running again.
+
+    Raises NotAwaitingApproval, or SessionBusy when another turn of the
+    session runs meanwhile.
+    """
+    try:
+        with transaction.atomic():
+            execution = AgentExecution.objects.select_for_update().get(
+                pk=execution_id, user_id=user_id
+            )
+            if execution.status != Status.AWAITING_APPROVAL:
+                raise NotAwaitingApproval
+            now = timezone.now()
+            execution.status = Status.RUNNING
+            execution.heartbeat_at = now
+            execution.save(update_fields=["status", "heartbeat_at"])
+            approved = sorted(k for k, v in decisions.items() if _approved(v))
+            denied = sorted(k for k, v in decisions.items() if not _approved(v))
+            event = event_append(
+                execution.session_id,
+                EventSpec(
+                    author=Event.Author.USER,
+                    kind=Event.Kind.STATE,
+                    content=f"Approved {len(approved)}, denied {len(denied)} tool call(s).",
+                    actions={"approvals": clean_json(decisions)},
+                ),
+                execution_id=execution.pk,
+            )
+    except IntegrityError:
+        raise SessionBusy from None
+    return execution, event
+
+
+def _approved(decision: Any) -> bool:
+    return decision is True or (
+        isinstance(decision, Mapping) and decision.get("approved") is True
+    )
+
+
+def executions_abandon_approvals(
+    session_id: Any,
+) -> list[tuple[AgentExecution, list[Event]]]:
+    """Ends turns of the session still waiting for approval: a new message moves
+    the conversation on, and their pending calls are closed out as unanswered."""
+    abandoned = []
+    pending = AgentExecution.objects.filter(
+        session_id=session_id, status=Status.AWAITING_APPROVAL
+    ).values_list("pk", flat=True)
+    for execution_id in pending:
+        with transaction.atomic():
+            execution = AgentExecution.objects.select_for_update().get(pk=execution_id)
+            if execution.status != Status.AWAITING_APPROVAL:
+                continue
+            message = (
+                "A new message was sent before the pending tool calls were approved."
+            )
+            execution.status = Status.CANCELLED
+            execution.error_code = "approval_abandoned"
+            execution.error_message = message
+            execution.finished_at = timezone.now()
+            execution.save()
+            events = events_append(
+                session_id,
+                [error_event("approval_abandoned", message)],
+                execution_id=execution.pk,
+            )
+        abandoned.append((execution, events))
+    return abandoned
 
 
 def execution_heartbeat(execution_ids: Iterable[Any]) -> None:

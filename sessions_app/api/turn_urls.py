@@ -2,7 +2,12 @@
 
 from django.urls import re_path
 
-from sessions_app.api.turns import AgentRunView, SessionCancelView, SessionMessagesView
+from sessions_app.api.turns import (
+    AgentRunView,
+    ExecutionApproveView,
+    SessionCancelView,
+    SessionMessagesView,
+)
 
 UUID = r"(?P<pk>[0-9a-fA-F-]{36})"
 
@@ -16,6 +21,11 @@ urlpatterns = [
         rf"^sessions/{UUID}/cancel/?$",
         SessionCancelView.as_view(),
         name="session-cancel",
+    ),
+    re_path(
+        rf"^executions/{UUID}/approve/?$",
+        ExecutionApproveView.as_view(),
+        name="execution-approve",
     ),
     re_path(rf"^agents/{UUID}/run/?$", AgentRunView.as_view(), name="agent-run"),
 ]

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from agents.models import Agent
 from config.errors import ApiError
 from sessions_app import broadcast, runner
-from sessions_app.frames import event_payload, execution_payload, is_terminal
+from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Event, Session
 
 KEEP_ALIVE_SECONDS = 15.0
@@ -120,7 +120,7 @@ async def _relay(
                 yield ": keep-alive\n\n"
                 continue
             yield _sse(frame)
-            if is_terminal(frame) and frame["execution"]["id"] == execution_id:
+            if ends_turn(frame) and frame["execution"]["id"] == execution_id:
                 return
     finally:
         await subscription.close()
@@ -174,6 +174,38 @@ class SessionMessagesView(APIView):
         if _wants_stream(request):
             return _stream(turn)
         execution = _run_blocking(turn)
+        return Response(_turn_answer(execution))
+
+
+class ApprovalSerializer(serializers.Serializer):
+    decisions = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text='tool_call_id -> true, false or {"approved": bool, "message": str}',
+    )
+
+
+class ExecutionApproveView(APIView):
+    @extend_schema(
+        request=ApprovalSerializer,
+        responses={200: TurnAnswer},
+        summary="Decide on a paused turn's tool calls and run it on to its end",
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        body = ApprovalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+
+        async def approve_and_wait() -> AgentExecution:
+            submission = await runner.submit_approval(
+                execution_id=pk,
+                user_id=request.user.pk,
+                decisions=body.validated_data["decisions"],
+            )
+            return await runner.wait_for_execution(submission)
+
+        try:
+            execution = async_to_sync(approve_and_wait)()
+        except runner.TurnRejected as exc:
+            raise _rejected(exc) from None
         return Response(_turn_answer(execution))
 
 
@@ -247,4 +279,9 @@ class AgentRunView(APIView):
         )
 
 
-__all__ = ["AgentRunView", "SessionCancelView", "SessionMessagesView"]
+__all__ = [
+    "AgentRunView",
+    "ExecutionApproveView",
+    "SessionCancelView",
+    "SessionMessagesView",
+]

@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from agents.models import Agent
 from sessions_app import broadcast, runner
-from sessions_app.frames import is_terminal
+from sessions_app.frames import ends_turn
 from sessions_app.models import Session
 
 QUIT = {"/quit", "/exit"}
@@ -35,6 +35,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--user", help="Chat as this user (default: the agent's owner)."
+        )
+        parser.add_argument(
+            "--approve",
+            choices=["ask", "all", "none"],
+            default="ask",
+            help="Tool calls that need approval: ask (default), approve all, or deny all.",
         )
         parser.add_argument(
             "--message",
@@ -57,7 +63,8 @@ class Command(BaseCommand):
             + " Ctrl-C cancels an answer, Ctrl-D leaves."
         )
         scripted = options["message"]
-        asyncio.run(TerminalChat(session, user, self.stdout._out).run(scripted or None))
+        chat = TerminalChat(session, user, self.stdout._out, approve=options["approve"])
+        asyncio.run(chat.run(scripted or None))
 
     def _user(self, username: str) -> Any:
         try:
@@ -97,8 +104,12 @@ class Command(BaseCommand):
 
 
 class TerminalChat:
-    def __init__(self, session: Session, user: Any, out: TextIO) -> None:
+    def __init__(
+        self, session: Session, user: Any, out: TextIO, approve: str = "ask"
+    ) -> None:
         self.session_id, self.user_id, self.out = str(session.pk), user.pk, out
+        self.approve = approve
+        self.pending: list[dict[str, Any]] = []
 
     def write(self, text: str) -> None:
         self.out.write(text)
@@ -138,13 +149,44 @@ class TerminalChat:
                 self.write(f"! {exc.message}\n")
                 return
             execution_id = str(submission.execution.pk)
-            try:
-                await self.relay(frames, execution_id)
-            except (KeyboardInterrupt, asyncio.CancelledError):
-                await runner.cancel_turn(self.session_id)
-                await self.relay(frames, execution_id)
+            while True:
+                try:
+                    status = await self.relay(frames, execution_id)
+                except (KeyboardInterrupt, asyncio.CancelledError):
+                    await runner.cancel_turn(self.session_id)
+                    status = await self.relay(frames, execution_id)
+                if status != "awaiting_approval":
+                    return
+                decisions = await self.decide()
+                try:
+                    await runner.submit_approval(
+                        execution_id=execution_id,
+                        user_id=self.user_id,
+                        decisions=decisions,
+                    )
+                except runner.TurnRejected as exc:
+                    self.write(f"! {exc.message}\n")
+                    return
 
-    async def relay(self, frames: broadcast.Subscription, execution_id: str) -> None:
+    async def decide(self) -> dict[str, bool]:
+        decisions = {}
+        for call in self.pending:
+            args = json.dumps(call.get("args"), ensure_ascii=False)
+            question = f"  approve {call['tool_name']}({args})? [y/N] "
+            if self.approve == "ask":
+                loop = asyncio.get_running_loop()
+                try:
+                    answer = await loop.run_in_executor(None, input, question)
+                except EOFError:
+                    answer = ""
+            else:
+                answer = "y" if self.approve == "all" else "n"
+                self.write(f"{question}{answer}\n")
+            decisions[call["tool_call_id"]] = answer.strip().lower() in ("y", "yes")
+        return decisions
+
+    async def relay(self, frames: broadcast.Subscription, execution_id: str) -> str:
+        """Shows the turn's frames until it ends or pauses; returns its status."""
         streaming = False
         while True:
             frame = await frames.next()
@@ -152,9 +194,9 @@ class TerminalChat:
                 continue
             if frame["type"] == "event":
                 streaming = self.show_event(frame["event"], streaming)
-            elif is_terminal(frame) and frame["execution"]["id"] == execution_id:
+            elif ends_turn(frame) and frame["execution"]["id"] == execution_id:
                 self.show_execution(frame["execution"], streaming)
-                return
+                return frame["execution"]["status"]
 
     def show_event(self, event: dict[str, Any], streaming: bool) -> bool:
         if event["partial"]:
@@ -172,6 +214,12 @@ class TerminalChat:
             mark = "error" if event["metadata"].get("is_error") else "result"
             text = event["content"].replace("\n", " ")
             self.write(f"  [{mark}] {text[:200]}{'…' if len(text) > 200 else ''}\n")
+            return False
+        if event["kind"] == "state" and "approval_requests" in event["actions"]:
+            self.pending = event["actions"]["approval_requests"]
+            self.write(
+                f"{chr(10) if streaming else ''}  [waiting] {event['content']}\n"
+            )
             return False
         if event["kind"] == "error":
             self.write(f"{chr(10) if streaming else ''}! {event['content']}\n")
