@@ -271,11 +271,13 @@ def account(daphne_server: LiveServer) -> Iterator[Account]:
         yield Account(name, password, agent.json(), api)
 
 
-@pytest.fixture
-def page(browser, daphne_server: LiveServer) -> Iterator[Any]:
-    """A fresh browser context. Any dialog (alert, confirm, ...) or uncaught
-    page error fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+@contextlib.contextmanager
+def watched_page(browser, **context_options: Any) -> Iterator[Any]:
+    """A page in a fresh browser context. Any dialog (alert, confirm, ...) or
+    uncaught page error fails the test."""
+    context = browser.new_context(
+        **{"viewport": {"width": 1280, "height": 800}, **context_options}
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     problems: list[str] = []
@@ -284,9 +286,42 @@ def page(browser, daphne_server: LiveServer) -> Iterator[Any]:
         lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()),
     )
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.problems = problems
     try:
         yield page
     finally:
         context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    """An anonymous visitor's page."""
+    with watched_page(browser) as page:
+        yield page
+
+
+@pytest.fixture(scope="session")
+def signed_in(browser, daphne_server: LiveServer, account: Account) -> dict[str, Any]:
+    """The cookies of `account` signed in through the sign-in form."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{daphne_server.url}/login/")
+        page.get_by_label("Username").fill(account.username)
+        page.get_by_label("Password").fill(account.password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{daphne_server.url}/")
+        return context.storage_state()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def chat_page(browser, daphne_server: LiveServer, signed_in) -> Iterator[Any]:
+    """The chat page of `account`, its sidebar loaded."""
+    from playwright.sync_api import expect
+
+    with watched_page(browser, storage_state=signed_in) as page:
+        page.goto(f"{daphne_server.url}/")
+        expect(page.locator("#agents")).to_have_attribute("aria-busy", "false")
+        yield page

@@ -14,11 +14,14 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import watched_page
+
 pytestmark = pytest.mark.browser
 
 expect.set_options(timeout=15_000)
 
 AGENT = "Sandbox helper"
+NARROW = {"width": 390, "height": 760}
 FAKE_MODEL = "openai-chat:fake"
 
 # Records, from the moment it is installed, the longest text a streaming
@@ -133,8 +136,8 @@ def test_streams_the_answer_shows_tools_and_usage_and_survives_a_reload(
     assert log_outline(page) == before
 
 
-def test_stop_ends_a_long_answer(page, daphne_server, account):
-    sign_in(page, daphne_server, account)
+def test_stop_ends_a_long_answer(chat_page):
+    page = chat_page
     new_chat(page)
 
     send(page, "[[tokens=400 delay=40]] tell me everything")
@@ -151,8 +154,8 @@ def test_stop_ends_a_long_answer(page, daphne_server, account):
     assert "word399" not in page.locator("#log").inner_text()
 
 
-def test_a_reload_mid_answer_picks_up_the_running_turn(page, daphne_server, account):
-    sign_in(page, daphne_server, account)
+def test_a_reload_mid_answer_picks_up_the_running_turn(chat_page):
+    page = chat_page
     new_chat(page)
 
     send(page, "[[tokens=60 delay=40]] count slowly")
@@ -169,11 +172,13 @@ def test_a_reload_mid_answer_picks_up_the_running_turn(page, daphne_server, acco
     expect(page.locator(".turn-meta")).to_contain_text("succeeded")
 
 
-def test_a_lost_connection_loses_nothing(page, daphne_server, account):
+def test_a_lost_connection_loses_nothing(chat_page, daphne_server, account):
+    page = chat_page
     # A path with no websocket route: the handshake fails at once, as offline.
     nowhere = f"{daphne_server.url.replace('http', 'ws', 1)}/ws/nowhere/"
     page.add_init_script(SOCKET_SWITCH % json.dumps(nowhere))
-    sign_in(page, daphne_server, account)
+    page.reload()
+    expect(page.locator("#agents")).to_have_attribute("aria-busy", "false")
     session_id = new_chat(page)
 
     send(page, "[[tokens=30 delay=40]] while you were away")
@@ -207,8 +212,8 @@ def test_a_lost_connection_loses_nothing(page, daphne_server, account):
     assert shown.count() == len([e for e in events if e["kind"] == "message"])
 
 
-def test_html_and_script_in_a_model_answer_never_run(page, daphne_server, account):
-    sign_in(page, daphne_server, account)
+def test_html_and_script_in_a_model_answer_never_run(chat_page):
+    page = chat_page
     new_chat(page)
     payload = (
         "**still bold** and [click](javascript:window.__pwned='link')\n\n"
@@ -260,10 +265,10 @@ def test_html_and_script_in_a_model_answer_never_run(page, daphne_server, accoun
     assert page.evaluate("window.__pwned") is None
 
 
-def test_register_attach_a_file_on_a_narrow_window(browser, daphne_server, account):
-    context = browser.new_context(viewport={"width": 390, "height": 760})
-    page = context.new_page()
-    try:
+def test_register_and_attach_a_file_on_a_narrow_window(
+    browser, daphne_server, account, signed_in
+):
+    with watched_page(browser, viewport=NARROW) as page:
         page.goto(f"{daphne_server.url}/")
         page.get_by_role("link", name="Create an account").click()
         name = f"narrow{int(time.time() * 1000) % 10**8}"
@@ -283,46 +288,28 @@ def test_register_attach_a_file_on_a_narrow_window(browser, daphne_server, accou
         expect(page.get_by_text("You have no agents yet.")).to_be_in_viewport()
         page.keyboard.press("Escape")
         expect(toggle).to_have_attribute("aria-expanded", "false")
-    finally:
-        context.close()
 
     # Attachments, as the account that has an agent.
-    context = browser.new_context(viewport={"width": 390, "height": 760})
-    page = context.new_page()
-    try:
-        sign_in_narrow(page, daphne_server, account)
+    with watched_page(browser, viewport=NARROW, storage_state=signed_in) as page:
+        page.goto(f"{daphne_server.url}/")
+        expect(page.locator("#agents")).to_have_attribute("aria-busy", "false")
+        page.get_by_role("button", name="Chats").click()
+        session_id = new_chat(page)
         expect(page.get_by_role("button", name="Attach a file")).to_be_enabled()
         page.locator("#file-input").set_input_files(
             {"name": "brief.txt", "mimeType": "text/plain", "buffer": b"the brief"}
         )
-        chip = page.locator(".attachment")
-        expect(chip).to_have_attribute("data-status", "ready")
+        expect(page.locator(".attachment")).to_have_attribute("data-status", "ready")
         send(page, "[[tokens=3]] see the file")
         expect(page.locator(".msg-user .msg-attachments")).to_contain_text("brief.txt")
         expect(page.locator(".turn-meta")).to_contain_text("succeeded")
-        session_id = re.search(r"session=([0-9a-f-]+)", page.url).group(1)
-        events = account.api.get(f"/api/sessions/{session_id}/events/").json()[
-            "results"
-        ]
-        attached = events[0]["metadata"]["attachments"]
-        assert json.dumps(attached).count("brief.txt") >= 1
-    finally:
-        context.close()
+        events = account.api.get(f"/api/sessions/{session_id}/events/").json()
+        attached = events["results"][0]["metadata"]["attachments"]
+        assert "brief.txt" in json.dumps(attached)
 
 
-def sign_in_narrow(page, daphne_server, account) -> None:
-    page.goto(f"{daphne_server.url}/")
-    page.get_by_label("Username").fill(account.username)
-    page.get_by_label("Password").fill(account.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#agents")).to_have_attribute("aria-busy", "false")
-    page.get_by_role("button", name="Chats").click()
-    page.get_by_role("button", name=f"New chat with {AGENT}").click()
-    expect(page.get_by_label("Message")).to_be_enabled()
-    expect(page.locator("#connection")).to_have_text("Live")
-
-
-def test_structured_output_shows_as_formatted_json(page, daphne_server, account):
+def test_structured_output_shows_as_formatted_json(chat_page, account):
+    page = chat_page
     schema = {
         "type": "object",
         "properties": {"title": {"type": "string"}, "done": {"type": "boolean"}},
@@ -333,7 +320,7 @@ def test_structured_output_shows_as_formatted_json(page, daphne_server, account)
         json={"name": "Task extractor", "model": FAKE_MODEL, "output_schema": schema},
     )
     assert extractor.status_code == 201, extractor.text
-    sign_in(page, daphne_server, account)
+    page.reload()
     page.get_by_role("button", name="New chat with Task extractor").click()
     expect(page.locator("#connection")).to_have_text("Live")
 
