@@ -1,17 +1,23 @@
 """The browser pages: the chat at `/`, sign-in, sign-out and registration.
 
-Like the API, each path answers with or without its trailing slash.
+Like the API, each path also answers without its trailing slash (no redirect);
+links and `{% url %}` use the slashed form.
 """
 
-from django.urls import path, re_path
+from django.urls import URLPattern, path
 
 from sessions_app.web import views
 
 app_name = "web"
 
+
+def page(route: str, view, name: str) -> list[URLPattern]:
+    return [path(f"{route}/", view, name=name), path(route, view)]
+
+
 urlpatterns = [
     path("", views.ChatView.as_view(), name="chat"),
-    re_path(r"^login/?$", views.SignInView.as_view(), name="login"),
-    re_path(r"^logout/?$", views.SignOutView.as_view(), name="logout"),
-    re_path(r"^register/?$", views.RegisterView.as_view(), name="register"),
+    *page("login", views.SignInView.as_view(), "login"),
+    *page("logout", views.SignOutView.as_view(), "logout"),
+    *page("register", views.RegisterView.as_view(), "register"),
 ]
