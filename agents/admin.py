@@ -16,7 +16,7 @@ from django.http import HttpRequest
 
 from agents import services
 from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
-from agents.models import Agent, AgentTool, AgentVersion, Listing
+from agents.models import EDITABLE_FIELDS, Agent, AgentTool, AgentVersion, Listing
 from agents.validation import (
     validate_model_settings,
     validate_tool_entry,
@@ -84,19 +84,7 @@ class AgentVersionInline(admin.TabularInline):
 class AgentAdminForm(forms.ModelForm):
     class Meta:
         model = Agent
-        fields = [
-            "owner",
-            "name",
-            "description",
-            "model",
-            "instructions",
-            "model_settings",
-            "output_schema",
-            "usage_limits",
-            "kind",
-            "visibility",
-            "is_active",
-        ]
+        fields = ["owner", *EDITABLE_FIELDS]
 
     def _check(self, field: str, check) -> Any:
         value = self.cleaned_data.get(field)

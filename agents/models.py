@@ -24,6 +24,8 @@ CONFIG_FIELDS = (
     "usage_limits",
     "kind",
 )
+#: Everything an owner sets on an agent (besides its tools), in form order.
+EDITABLE_FIELDS = ("name", "description", *CONFIG_FIELDS, "visibility", "is_active")
 
 
 class Agent(models.Model):

@@ -24,15 +24,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from accounts.models import User
-from agents.models import CONFIG_FIELDS, Agent, AgentTool, AgentVersion, Listing
-
-#: Agent fields a caller may set through the services.
-EDITABLE_FIELDS = (
-    "name",
-    "description",
-    *CONFIG_FIELDS,
-    "visibility",
-    "is_active",
+from agents.models import (
+    CONFIG_FIELDS,
+    EDITABLE_FIELDS,
+    Agent,
+    AgentTool,
+    AgentVersion,
+    Listing,
 )
 
 

@@ -31,25 +31,12 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from agents.factory import AgentConfigError, validate_agent_config
-from agents.models import Agent
+from agents.models import EDITABLE_FIELDS, Agent
 from agents.services import agent_create, agent_update
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "demo_agents.yaml"
 DEMO_USERNAME = "demo"
-DEFINITION_KEYS = {
-    "name",
-    "slug",
-    "description",
-    "model",
-    "instructions",
-    "model_settings",
-    "output_schema",
-    "usage_limits",
-    "kind",
-    "visibility",
-    "is_active",
-    "tools",
-}
+DEFINITION_KEYS = {"slug", "tools", *EDITABLE_FIELDS}
 WORKSPACE_README = """\
 # Workspace
 
@@ -203,21 +190,7 @@ class Command(BaseCommand):
         return user, password
 
     def _seed(self, owner, definition: dict[str, Any]) -> str:
-        fields = {
-            key: definition[key]
-            for key in (
-                "name",
-                "description",
-                "model",
-                "instructions",
-                "model_settings",
-                "output_schema",
-                "usage_limits",
-                "kind",
-                "visibility",
-                "is_active",
-            )
-        }
+        fields = {key: definition[key] for key in EDITABLE_FIELDS}
         tools = definition["tools"]
         agent = Agent.objects.filter(owner=owner, slug=definition["slug"]).first()
         if agent is None:
