@@ -3,11 +3,17 @@
 `api_exception_handler` is DRF's exception handler; the `handler*` views answer
 Django-level 400/403/404/500 with the same body for API paths, so a client never
 has to parse an HTML error page.
+
+A lost database connection (a restarted or failed-over PostgreSQL, a killed
+backend) and an unreachable channel layer (Redis) are outages, not bugs: the
+request that meets one answers 503 (`database_unavailable` /
+`stream_unavailable`) with `Retry-After`, and the next request starts afresh.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import (
@@ -15,6 +21,7 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -61,6 +68,34 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A backing service is unavailable; try again shortly."
+    default_code = "service_unavailable"
+
+
+RETRY_AFTER_SECONDS = 1
+
+
+def outage(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for an exception that means a backing service is down, else None."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return ServiceUnavailable(
+            "The database is unavailable; try again shortly.", "database_unavailable"
+        )
+    import redis.exceptions
+
+    if isinstance(
+        exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+    ):
+        return ServiceUnavailable(
+            "Live streaming is unavailable (the channel layer cannot be reached); "
+            "try again shortly.",
+            "stream_unavailable",
+        )
+    return None
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -85,6 +120,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, SuspiciousOperation):
         # Django's request parsing limits (too many fields, bad multipart, ...).
         exc = exceptions.ParseError(str(exc) or "Malformed request.")
+    elif (unavailable := outage(exc)) is not None:
+        logger.warning("request failed on an outage: %r", exc)
+        exc = unavailable
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -107,6 +145,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         message, details = _first_message(detail), {}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             details = {"retry_after_seconds": int(exc.wait)}
+    if isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response.data = error_body(code, message, details)
     return response
 
@@ -141,4 +181,13 @@ def api_not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
+    # Django calls this while handling the exception, so it is still current:
+    # an outage met outside DRF (middleware, plain views) is a 503 too.
+    unavailable = outage(sys.exc_info()[1]) if sys.exc_info()[1] else None
+    if unavailable is not None:
+        response = JsonResponse(
+            error_body(unavailable.detail.code, str(unavailable.detail)), status=503
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return _json_error(500, "Internal server error.")

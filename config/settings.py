@@ -152,6 +152,10 @@ elif _db["ENGINE"] in (
     _db["ENGINE"] = "django.db.backends.postgresql"
     # Django's own psycopg 3 pool; persistent connections must stay off with it.
     _db["CONN_MAX_AGE"] = 0
+    # The pool checks a connection when it is checked out: one whose backend
+    # died (PostgreSQL restarted, the backend was terminated) is replaced, so
+    # only requests in flight at that moment fail.
+    _db["CONN_HEALTH_CHECKS"] = True
     _db["OPTIONS"] = {
         "pool": {
             "min_size": env.int("DATABASE_POOL_MIN", default=2),
