@@ -51,7 +51,10 @@ const conversation = new Conversation(ui.log, {
   onGap: (after) => fillGap(after),
   announce,
   onExecutionFinished: () => refreshSessions(ref(state.session?.agent)),
+  onDecide: decide,
 });
+
+const APPROVAL_ERRORS = new Set(["invalid_approval", "not_awaiting_approval", "not_found"]);
 
 function announce(text) {
   ui.announcer.textContent = "";
@@ -315,8 +318,12 @@ function onFrame(sessionId, frame) {
   } else if (frame.type === "execution") {
     conversation.applyExecution(frame.execution);
   } else if (frame.type === "error") {
-    const refused = conversation.dropOldestPending();
-    if (refused && !ui.message.value) ui.message.value = refused.content;
+    if (APPROVAL_ERRORS.has(frame.error?.code)) {
+      conversation.reopenApprovals();
+    } else {
+      const refused = conversation.dropOldestPending();
+      if (refused && !ui.message.value) ui.message.value = refused.content;
+    }
     conversation.errorFrame(frame.error);
     announce(errorInWords(frame.error?.code, frame.error?.message));
   }
@@ -379,6 +386,21 @@ function send() {
   state.socket.send(frame);
   ui.message.value = "";
   clearUploads();
+}
+
+/** Sends the decisions on a paused turn's tool calls. */
+function decide(executionId, decisions) {
+  const frame = { type: "approve", execution: executionId, decisions };
+  if (state.socket?.isOpen) {
+    state.socket.send(frame);
+    return;
+  }
+  request("POST", `/api/executions/${executionId}/approve/`, { json: { decisions } }).catch(
+    (error) => {
+      conversation.reopenApprovals();
+      showProblem(error);
+    },
+  );
 }
 
 function stop() {

@@ -7,12 +7,15 @@
  * is ignored, so a reload, a `resume` replay and live frames can overlap
  * freely. Partial events stream into a bubble that the stored agent message
  * replaces. Execution frames drive the "running" state and the usage line.
+ * A turn paused for approval shows its pending tool calls with Approve and
+ * Deny buttons for as long as its execution is `awaiting_approval`.
  */
 
 import { ref } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 
-const ACTIVE = new Set(["queued", "running", "awaiting_approval"]);
+const ACTIVE = new Set(["queued", "running"]);
+const AWAITING = "awaiting_approval";
 const FINAL = new Set(["succeeded", "failed", "cancelled", "interrupted"]);
 const GAP_WAIT_MS = 1500;
 
@@ -68,6 +71,7 @@ export class Conversation {
    * @param {(afterSequence: number) => void} hooks.onGap  fetch stored events after this
    * @param {(text: string) => void} hooks.announce  for screen readers
    * @param {(execution: object) => void} hooks.onExecutionFinished
+   * @param {(executionId: string, decisions: object) => void} hooks.onDecide
    */
   constructor(root, hooks) {
     this.root = root;
@@ -90,6 +94,7 @@ export class Conversation {
     this.turnEnd = new Map(); // execution id -> last element of that turn
     this.meta = new Map(); // execution id -> usage line element
     this.tools = new Map(); // tool_call_id -> details element
+    this.approvals = new Map(); // execution id -> {el, requests, decided}
     this.stream = null; // {key, segments: [{el, text}], current}
     this.pending = []; // optimistic user messages: {clientMessageId, content, el}
     this.renderQueued = false;
@@ -181,6 +186,7 @@ export class Conversation {
       tool_call: () => this.toolCall(event),
       tool_result: () => this.toolResult(event),
       error: () => this.errorEvent(event),
+      state: () => this.stateEvent(event),
     };
     const node = (handlers[event.kind] ?? (() => null))();
     if (node && executionId) this.markTurn(executionId, node);
@@ -315,8 +321,9 @@ export class Conversation {
 
   // --- tools ----------------------------------------------------------------
 
-  toolBlock(name, callId) {
+  toolBlock(name, callId, executionId) {
     const details = el("details", "tool");
+    if (executionId) details.dataset.execution = executionId;
     const summary = el("summary", "tool-summary");
     summary.append(el("span", "tool-label", "Tool"));
     summary.append(el("code", "tool-name", name || "unknown tool"));
@@ -337,7 +344,7 @@ export class Conversation {
   toolCall(event) {
     this.breakStream();
     const meta = event.metadata ?? {};
-    const details = this.toolBlock(meta.tool_name, meta.tool_call_id);
+    const details = this.toolBlock(meta.tool_name, meta.tool_call_id, ref(event.execution));
     const args = meta.args ?? meta.arguments ?? (event.content || {});
     this.section(details, "Arguments", prettyJson(args));
     return this.append(details);
@@ -359,6 +366,102 @@ export class Conversation {
       isError ? "tool-error" : "",
     );
     return fresh ? this.append(details) : details;
+  }
+
+  // --- approvals ------------------------------------------------------------
+
+  stateEvent(event) {
+    const executionId = ref(event.execution);
+    const requests = event.actions?.approval_requests;
+    if (event.author === "system" && Array.isArray(requests) && requests.length) {
+      return this.approvalCard(event, executionId, requests);
+    }
+    if (event.author === "user" && event.actions?.approvals) {
+      this.settleApproval(executionId, event.content || "Decided.");
+    }
+    return null;
+  }
+
+  approvalCard(event, executionId, requests) {
+    this.breakStream();
+    const card = el("section", "approval");
+    card.setAttribute("aria-label", "Approval needed");
+    card.append(el("h3", "approval-title", "Approval needed"));
+    card.append(el("p", "approval-text", event.content || "The agent asks to run a tool."));
+    for (const request of requests) {
+      const call = el("div", "approval-call");
+      call.append(el("code", "tool-name", request.tool_name ?? "tool"));
+      call.append(el("pre", "tool-pre", prettyJson(request.args ?? {})));
+      card.append(call);
+    }
+    const actions = el("div", "approval-actions");
+    const decide = (approved) => {
+      const decisions = {};
+      for (const request of requests) {
+        decisions[request.tool_call_id] = approved
+          ? true
+          : { approved: false, message: "The user denied this call." };
+      }
+      this.settleApproval(executionId, approved ? "Approving…" : "Denying…", true);
+      this.hooks.onDecide?.(executionId, decisions);
+    };
+    const approve = el("button", "button button-primary", "Approve");
+    approve.type = "button";
+    approve.addEventListener("click", () => decide(true));
+    const deny = el("button", "button button-danger", "Deny");
+    deny.type = "button";
+    deny.addEventListener("click", () => decide(false));
+    actions.append(approve, deny);
+    card.append(actions, el("p", "approval-outcome muted"));
+    this.approvals.set(executionId, { el: card, decided: false });
+    const appended = this.append(card);
+    this.refreshApproval(executionId);
+    const names = requests.map((r) => r.tool_name).join(", ");
+    this.hooks.announce(`The agent asks for approval to run ${names}.`);
+    return appended;
+  }
+
+  /** Buttons only while the execution really waits for a decision. */
+  refreshApproval(executionId) {
+    const approval = this.approvals.get(executionId);
+    if (!approval) return;
+    const status = this.executions.get(executionId)?.status;
+    const open = !approval.decided && (status === undefined || status === AWAITING);
+    for (const button of approval.el.querySelectorAll("button")) button.disabled = !open;
+    approval.el.dataset.state = open ? "open" : "closed";
+    if (!approval.decided && status && status !== AWAITING) {
+      approval.el.querySelector(".approval-outcome").textContent = "No longer waiting for a decision.";
+    }
+  }
+
+  settleApproval(executionId, words, pending = false) {
+    const approval = this.approvals.get(executionId);
+    if (!approval) return;
+    approval.decided = true;
+    approval.pending = pending;
+    approval.el.querySelector(".approval-outcome").textContent = words;
+    this.refreshApproval(executionId);
+  }
+
+  /** A refused decision (the server said no): the buttons come back. */
+  reopenApprovals() {
+    for (const [executionId, approval] of this.approvals) {
+      if (approval.pending) {
+        approval.decided = false;
+        approval.pending = false;
+        approval.el.querySelector(".approval-outcome").textContent = "";
+        this.refreshApproval(executionId);
+      }
+    }
+  }
+
+  /** Tool calls of an ended turn that never got a result did not run. */
+  closeTools(executionId) {
+    for (const details of this.root.querySelectorAll(`.tool[data-state="running"]`)) {
+      if (details.dataset.execution !== executionId) continue;
+      details.dataset.state = "skipped";
+      details.querySelector(".tool-status").textContent = "not run";
+    }
   }
 
   // --- errors ---------------------------------------------------------------
@@ -391,7 +494,10 @@ export class Conversation {
     // A stale REST read never takes back an ending the socket already reported.
     if (known && FINAL.has(known.status) && !FINAL.has(execution.status)) return;
     this.executions.set(id, { ...known, ...execution });
+    this.refreshApproval(id);
+    if (execution.status === AWAITING) this.settleStream();
     if (FINAL.has(execution.status)) {
+      this.closeTools(id);
       if (this.stream && (this.stream.key === id || this.stream.key === "current")) {
         this.settleStream();
       }

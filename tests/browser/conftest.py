@@ -118,6 +118,7 @@ def throwaway_database(workdir: Path) -> Iterator[str]:
 class LiveServer:
     url: str
     log: Path
+    repo: Path  # its REPO_ROOT, the sandbox of the file tools
 
     def tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
@@ -197,7 +198,7 @@ def daphne_server(
 
         daphne = shutil.which("daphne", path=str(Path(python).parent)) or "daphne"
         log = workdir / "daphne.log"
-        server = LiveServer(url=url, log=log)
+        server = LiveServer(url=url, log=log, repo=workdir / "repo")
         with log.open("w") as log_file:
             process = subprocess.Popen(
                 [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],

@@ -328,3 +328,38 @@ def test_structured_output_shows_as_formatted_json(chat_page, account):
     output = page.locator(".turn-meta .structured-output pre")
     expect(output).to_have_text('{\n  "title": "Ship it",\n  "done": false\n}')
     expect(page.locator(".turn-meta")).to_contain_text("succeeded")
+
+
+def test_a_tool_call_waits_for_approval_in_the_page(chat_page, daphne_server, account):
+    writer = account.api.post(
+        "/api/agents/",
+        json={
+            "name": "Careful writer",
+            "model": FAKE_MODEL,
+            "tools": [{"tool": "write_file", "config": {}, "requires_approval": True}],
+        },
+    )
+    assert writer.status_code == 201, writer.text
+    page = chat_page
+    page.reload()
+    page.get_by_role("button", name="New chat with Careful writer").click()
+    expect(page.locator("#connection")).to_have_text("Live")
+
+    send(page, '[[call write_file {"path": "approved.txt", "content": "yes"}]] save')
+    card = page.get_by_role("region", name="Approval needed")
+    expect(card).to_contain_text("write_file")
+    expect(card).to_contain_text('"path": "approved.txt"')
+    assert not (daphne_server.repo / "approved.txt").exists()
+    card.get_by_role("button", name="Approve").click()
+
+    expect(page.locator("details.tool")).to_have_attribute("data-state", "done")
+    expect(answers(page).last).to_contain_text("The tool said")
+    expect(page.locator(".turn-meta")).to_contain_text("succeeded")
+    assert (daphne_server.repo / "approved.txt").read_text() == "yes"
+    expect(card).to_contain_text("Approved 1")
+    expect(card.get_by_role("button", name="Approve")).to_be_hidden()
+
+    page.reload()
+    card = page.get_by_role("region", name="Approval needed")
+    expect(card).to_contain_text("Approved 1")
+    expect(card.get_by_role("button", name="Approve")).to_be_hidden()
