@@ -10,7 +10,6 @@ import hashlib
 import os
 import sys
 import tempfile
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,9 +47,10 @@ if not SECRET_KEY:
         )
     SECRET_KEY = _DEV_SECRET_KEY
     if DEBUG and not TESTING:
-        warnings.warn(
-            "SECRET_KEY is not set: using a development key. Never do this in production.",
-            stacklevel=1,
+        # Logging is not configured yet while settings load; one plain line.
+        sys.stderr.write(
+            "warning: SECRET_KEY is not set, using a development key "
+            "(never do this in production)\n"
         )
 
 # Tokens are signed with their own key, so rotating one secret does not
