@@ -6,7 +6,7 @@ runner. It holds no agent logic. Refused connections are accepted and then
 closed, so clients see 4401 (authentication), 4403 (origin) or 4404 (session).
 
 When the channel layer (Redis) cannot be reached, the socket gets an `error`
-frame `stream_unavailable` and is closed with 1013 (try again later), at
+frame `stream_unavailable` and is closed with 4503, at
 connect or as soon as `stream_health` notices the outage: frames would
 otherwise stop without a word. Clients reconnect and `resume`.
 """
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_NOT_FOUND = 4404
-CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_STREAM_UNAVAILABLE = 4503
 STREAM_UNAVAILABLE = (
     "stream_unavailable",
     "Live streaming is unavailable (the channel layer cannot be reached). "
@@ -48,9 +48,32 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+async def refuse_unavailable(receive, send) -> None:
+    """Accepts, sends the `stream_unavailable` error frame and closes (4503)."""
+    message = await receive()
+    if message.get("type") != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send(
+        {"type": "websocket.send", "text": json.dumps(error_frame(*STREAM_UNAVAILABLE))}
+    )
+    await send({"type": "websocket.close", "code": CLOSE_STREAM_UNAVAILABLE})
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str | None = None
     relay_down = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            # Channels creates the consumer's channel before `connect`; with
+            # the layer down that fails, and the client would see a bare 500.
+            if getattr(self, "channel_receive", None) is not None:
+                raise
+            logger.warning("websocket refused: the channel layer is unreachable")
+            await refuse_unavailable(receive, send)
 
     async def connect(self) -> None:
         await self.accept()
@@ -94,7 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Tells the client the live relay is down, then closes (it resumes later)."""
         self.relay_down = True
         await self.send_frame(error_frame(*STREAM_UNAVAILABLE))
-        await self.close(CLOSE_TRY_AGAIN_LATER)
+        await self.close(CLOSE_STREAM_UNAVAILABLE)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
