@@ -232,5 +232,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # ---- group messages
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every message,
+        # a worker-thread round trip; relaying a frame touches no database,
+        # and a streamed answer is a frame per chunk.
+        if message.get("type") == broadcast.FRAME_MESSAGE:
+            await self.session_frame(message)
+        else:
+            await super().dispatch(message)
+
     async def session_frame(self, message: dict[str, Any]) -> None:
         await self.send_frame(message["frame"])
