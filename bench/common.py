@@ -29,6 +29,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -537,7 +538,13 @@ def cli(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", choices=BACKENDS, default="embedded")
     parser.add_argument("--size", choices=sizes, default=sizes[0])
+    # SIGTERM unwinds like Ctrl-C, so servers and databases are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return parser.parse_args()
+
+
+def progress(text: str) -> None:
+    print(f"  .. {text}", file=sys.stderr, flush=True)
 
 
 def skip(benchmark: str, backend: str, reason: str) -> int:

@@ -28,6 +28,7 @@ from bench.common import (
     median,
     open_backend,
     percentile,
+    progress,
     rounded,
     run_agentry_ws,
     run_bare,
@@ -37,7 +38,7 @@ from bench.common import (
 NAME = "throughput"
 WORKLOAD = Workload(tokens=100)
 SESSIONS = 50
-SIZES = {"quick": {"turns": 3, "rounds": 3}, "full": {"turns": 6, "rounds": 5}}
+SIZES = {"quick": {"turns": 2, "rounds": 2}, "full": {"turns": 4, "rounds": 5}}
 
 
 def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]:
@@ -85,7 +86,8 @@ def main() -> int:
             backend, live.servers[:1], live.model, live.api, live.agent_id
         )
         run_agentry_ws(live, live.create_sessions(4), WORKLOAD, turns=1)
-        for _ in range(rounds):
+        for index in range(rounds):
+            progress(f"round {index + 1}/{rounds}")
             bare.append(
                 run_bare(live.model.base_url, WORKLOAD, sessions=SESSIONS, turns=turns)
             )
