@@ -502,7 +502,8 @@ export class Conversation {
         this.settleStream();
       }
       this.showUsage(this.executions.get(id));
-      if (!known || !FINAL.has(known.status)) this.hooks.onExecutionFinished?.(execution);
+      // Only an ending seen live: history loaded on open ended long ago.
+      if (known && !FINAL.has(known.status)) this.hooks.onExecutionFinished?.(execution);
     }
     this.runningChanged();
   }

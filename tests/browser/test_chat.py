@@ -104,6 +104,8 @@ def test_streams_the_answer_shows_tools_and_usage_and_survives_a_reload(
     expect(tool).to_contain_text("Result")
     expect(tool).to_contain_text("notes.txt")
     expect(tool).to_have_attribute("data-state", "done")
+    tool.locator("summary").click()  # and it folds away again
+    expect(tool.locator(".tool-section").first).to_be_hidden()
     usage = page.locator(".turn-meta").first
     expect(usage).to_contain_text("succeeded")
     expect(usage).to_contain_text(re.compile(r"\d+ tokens \(\d+ in, \d+ out\)"))
@@ -114,11 +116,13 @@ def test_streams_the_answer_shows_tools_and_usage_and_survives_a_reload(
         "Here is the plan:\n\n- read **notes.txt**\n- summarise it\n\n"
         "```python\nfor line in open('notes.txt'):\n    print(line.strip())\n```\n\nDone."
     )
-    send(page, f"[[delay=60]] [[reply {reply}]]")
+    screenshot = os.environ.get("AGENTRY_CHAT_SCREENSHOT")
+    send(page, f"[[delay={250 if screenshot else 60}]] [[reply {reply}]]")
     expect(page.locator(".msg-streaming")).to_contain_text("plan")
-    if target := os.environ.get("AGENTRY_CHAT_SCREENSHOT"):
-        expect(page.locator(".msg-streaming pre")).to_be_visible()
-        page.screenshot(path=target)
+    if screenshot:
+        page.set_viewport_size({"width": 1280, "height": 1060})
+        expect(page.locator(".msg-streaming pre")).to_contain_text("open(")
+        page.screenshot(path=screenshot)
     expect(answers(page)).to_have_count(2)
     final = answers(page).nth(1)
     expect(final.locator("li strong")).to_have_text("notes.txt")
