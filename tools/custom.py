@@ -13,8 +13,9 @@ by ordinary users and must not reach the server's own network.
 Transport errors, timeouts, non-2xx statuses and arguments that do not match
 the schema are failed tool results, as described in `tools.base`.
 
-MCP servers are not a kind yet: pydantic-ai's MCP support needs the ``mcp``
-extra (FastMCP and the MCP SDK), which this project does not install.
+The URL, header and address checks are shared with the ``mcp_server`` kind
+(`tools.mcp`): `check_http_url`, `check_header_text`,
+`refuse_private_destination`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,24 @@ from tools.registry import ToolContext, register_tool
 from tools.sandbox import SandboxError
 
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def check_http_url(value: str) -> str:
+    """`value`, if it is an http(s) URL with a host and no credentials in it."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; use headers")
+    return value
+
+
+def check_header_text(value: dict[str, str]) -> dict[str, str]:
+    """`value`, if no header name or value could split the request's header block."""
+    for key, item in value.items():
+        if any(ch in key + item for ch in "\r\n\x00"):
+            raise ValueError("header names and values must be single-line text")
+    return value
 
 
 class HttpEndpointConfig(ToolConfig):
@@ -61,20 +80,12 @@ class HttpEndpointConfig(ToolConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; use headers")
-        return value
+        return check_http_url(value)
 
     @field_validator("headers")
     @classmethod
     def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, item in value.items():
-            if any(ch in key + item for ch in "\r\n\x00"):
-                raise ValueError("header names and values must be single-line text")
-        return value
+        return check_header_text(value)
 
     @field_validator("parameters")
     @classmethod
@@ -102,7 +113,7 @@ def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "arguments"
             raise SandboxError(f"Invalid arguments ({where}): {errors[0].message}")
-        await _refuse_private_destination(config.url)
+        await refuse_private_destination(config.url)
         send: dict[str, Any] = (
             {"params": arguments}
             if config.method in ("GET", "DELETE")
@@ -162,7 +173,11 @@ async def _read_text(response: httpx.Response, max_chars: int) -> tuple[str, boo
     return text[:max_chars], len(text) > max_chars or size > max_bytes
 
 
-async def _refuse_private_destination(url: str) -> None:
+async def refuse_private_destination(url: str) -> None:
+    """Raises `SandboxError` unless every address `url`'s host resolves to is public.
+
+    Does nothing when ``AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE`` is true.
+    """
     if getattr(settings, "AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE", False):
         return
     parts = urlsplit(url)
