@@ -634,6 +634,10 @@ def _classify(exc: BaseException) -> tuple[str, str, str]:
 
     if isinstance(exc, AgentConfigError):
         return Status.FAILED, "agent_config_error", str(exc)
+    from tools.registry import ToolUnavailableError
+
+    if isinstance(exc, ToolUnavailableError):
+        return Status.FAILED, "tool_unavailable", str(exc)
     if _is_timeout(exc):
         return Status.FAILED, "model_timeout", "The model did not answer in time."
     if _is_connection_error(exc):

@@ -5,6 +5,7 @@ Public surface:
     register_tool(...)        decorator that registers a builder as a kind
     registry                  the process-wide ToolRegistry (get, kinds, validate_config, clear)
     ToolConfigError, UnknownToolError
+    ToolUnavailableError      a toolset's server could not be used when a run began
     toolset_for(tools, ctx)   the pydantic-ai toolset of an agent's enabled tools
     autodiscover()            imports the built-in kinds and every app's `agent_tools` module
 
@@ -31,6 +32,7 @@ BUILTIN_MODULES = (
     "tools.search",
     "tools.multimodal",
     "tools.custom",
+    "tools.mcp",
 )
 
 
@@ -51,6 +53,14 @@ class ToolConfigError(ValueError):
         super().__init__(
             f"Invalid config for tool {tool!r}: {where}: {first.get('msg')}"
         )
+
+
+class ToolUnavailableError(RuntimeError):
+    """A toolset could not reach the service behind it as a run began.
+
+    Raised on entering the toolset, before the model is asked anything, so the
+    turn fails with this message instead of a transport error's.
+    """
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""Remote MCP servers as tools: the ``mcp_server`` kind (category ``custom``).
+
+One entry gives the model the tools of one MCP server reached over HTTP:
+streamable HTTP, or SSE when the URL's path ends in ``/sse`` (pydantic-ai's
+`MCPToolset` picks the transport from the URL). ``allowed_tools`` narrows what
+the model is offered to the listed server tools, and ``tool_prefix`` renames
+them ``<prefix>_<name>`` so two servers (or a server and a built-in kind)
+cannot clash.
+
+Only remote servers: agent configs are written by ordinary users, and a stdio
+server is a command line this server would execute, so offering one would let
+any user run programs on it. For the same reason the server's address goes
+through the check of the ``http_endpoint`` kind
+(`tools.custom.refuse_private_destination`): loopback, private, link-local and
+reserved addresses are refused unless ``AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE`` is
+true. The MCP SDK keeps every request, redirects included, on the configured
+origin. The server's own instructions are not added to the agent's: the
+server's author is not the agent's.
+
+A connection is opened for each run, when the run starts. If the server cannot
+be used then (refused address, unreachable, failed handshake), the run fails
+with `ToolUnavailableError` naming the server's host. Once connected, any error
+of a call (the tool failed, a protocol error, a timeout, the server went away)
+is a failed tool result the model sees, as described in `tools.base`; closing
+the connection to a server that went away mid-run does not fail the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_ai import ModelRetry, RunContext, ToolDefinition, ToolFailed
+from pydantic_ai.mcp import CallToolFunc, MCPToolset
+from pydantic_ai.toolsets import AbstractToolset
+
+from tools.base import ToolConfig
+from tools.custom import (
+    check_header_text,
+    check_http_url,
+    refuse_private_destination,
+)
+from tools.registry import ToolContext, ToolUnavailableError, register_tool
+from tools.sandbox import SandboxError
+
+logger = logging.getLogger(__name__)
+
+
+class MCPServerConfig(ToolConfig):
+    url: str = Field(
+        max_length=2000,
+        description=(
+            "http(s) URL of the MCP server: streamable HTTP, or SSE when the "
+            "path ends in /sse."
+        ),
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers sent with every request, e.g. Authorization.",
+    )
+    tool_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$",
+        description="The model sees the server's tools as <tool_prefix>_<name>.",
+    )
+    allowed_tools: list[str] | None = Field(
+        default=None,
+        max_length=200,
+        description="Only these of the server's tools are offered (all if absent).",
+    )
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="Time the connection, and each request on it, may take.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_header_text(value)
+
+    @field_validator("allowed_tools")
+    @classmethod
+    def _tool_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not 0 < len(name) <= 128 for name in value):
+            raise ValueError("tool names must have 1 to 128 characters")
+        return value
+
+
+class RemoteMCPToolset(MCPToolset[Any]):
+    """An `MCPToolset` that checks its server's address before connecting.
+
+    Failing to connect raises `ToolUnavailableError`; failing to disconnect is
+    logged, as the run's work is done by then.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.url = url
+        parts = urlsplit(url)
+        self.host = parts.hostname if parts.port is None else parts.netloc
+
+    async def __aenter__(self) -> RemoteMCPToolset:
+        if self.is_running:
+            return await super().__aenter__()
+        try:
+            await refuse_private_destination(self.url)
+        except SandboxError as exc:
+            raise ToolUnavailableError(
+                f"The MCP server at {self.host} cannot be used: {exc}"
+            ) from None
+        try:
+            return await super().__aenter__()
+        except Exception as exc:
+            raise ToolUnavailableError(
+                f"The MCP server at {self.host} could not be reached: {_reason(exc)}"
+            ) from exc
+
+    async def __aexit__(self, *args: Any) -> bool | None:
+        try:
+            return await super().__aexit__(*args)
+        except Exception as exc:
+            logger.warning("Closing the MCP session with %s failed: %s", self.host, exc)
+            return None
+
+
+async def _report_failures(
+    ctx: RunContext[Any], call_tool: CallToolFunc, name: str, args: dict[str, Any]
+) -> Any:
+    """Calls the server's tool; a protocol error or a timeout becomes a failed call.
+
+    `MCPToolset` raises `ModelRetry` for those, which spends the run's retry
+    budget and ends the run when it is spent; the model is told the same thing
+    either way.
+    """
+    try:
+        return await call_tool(name, args)
+    except ModelRetry as exc:
+        raise ToolFailed(f"The MCP server could not run {name!r}: {exc}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, without the task-group wrapping around it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc) or exc.__class__.__name__
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+@register_tool(
+    "mcp_server",
+    category="custom",
+    description="The tools of a remote MCP server (streamable HTTP or SSE).",
+    config_schema=MCPServerConfig,
+)
+def build_mcp_server(
+    config: MCPServerConfig, context: ToolContext
+) -> AbstractToolset[Any]:
+    toolset: AbstractToolset[Any] = RemoteMCPToolset(
+        config.url,
+        headers=config.headers or None,
+        init_timeout=config.timeout_seconds,
+        read_timeout=config.timeout_seconds,
+        tool_error_behavior="failed",
+        process_tool_call=_report_failures,
+    )
+    if config.allowed_tools is not None:
+        allowed = frozenset(config.allowed_tools)
+
+        def is_allowed(ctx: RunContext[Any], tool_def: ToolDefinition) -> bool:
+            return tool_def.name in allowed
+
+        toolset = toolset.filtered(is_allowed)
+    if config.tool_prefix:
+        toolset = toolset.prefixed(config.tool_prefix)
+    return toolset
