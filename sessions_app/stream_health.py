@@ -2,11 +2,12 @@
 
 With Redis gone, a websocket's group membership silently stops delivering:
 the client would wait forever for frames that are never relayed. The watcher
-probes the layer every `PROBE_SECONDS` (one publish to a channel nobody
-reads) and, when a probe fails, calls every registered consumer's callback
-once, so each can send a `stream_unavailable` error frame and close. Clients
-reconnect once the layer is back and `resume` from their last sequence
-number; stored events are never lost, only the live relay is.
+PINGs the layer's Redis every `PROBE_SECONDS` on a connection of its own and,
+after `FAILURES_TO_TRIP` failed probes in a row, calls every registered
+consumer's callback once, so each can send a `stream_unavailable` error
+frame and close. Clients reconnect once the layer is back and `resume` from
+their last sequence number; stored events are never lost, only the live
+relay is.
 
 Public surface:
     watch(callback) / unwatch(callback)   register a consumer (starts the watcher)
@@ -21,39 +22,66 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 PROBE_SECONDS = 2.0
-PROBE_TIMEOUT_SECONDS = 2.0
-PROBE_CHANNEL = "agentry.stream-health"
+PROBE_TIMEOUT_SECONDS = 5.0
+#: Failed probes in a row before the layer counts as down: one slow answer
+#: from a saturated event loop is not an outage.
+FAILURES_TO_TRIP = 2
 
 Callback = Callable[[], Awaitable[None]]
 
 _callbacks: set[Callback] = set()
 _available = True
 _watchers: dict[int, asyncio.Task[None]] = {}
+_clients: dict[tuple[int, str], Any] = {}
 
 
 def layer_available() -> bool:
     return _available
 
 
+def _redis_hosts() -> list[Any]:
+    config = settings.CHANNEL_LAYERS.get("default", {})
+    if "channels_redis" not in config.get("BACKEND", ""):
+        return []
+    return list(config.get("CONFIG", {}).get("hosts", []))
+
+
+def _client_for(host: Any) -> Any:
+    """A dedicated connection per host and loop: a probe must not queue behind
+    the layer's own publishes, which a busy process keeps in line."""
+    import redis.asyncio
+
+    key = (id(asyncio.get_running_loop()), repr(host))
+    client = _clients.get(key)
+    if client is None:
+        options = {
+            "socket_connect_timeout": PROBE_TIMEOUT_SECONDS,
+            "socket_timeout": PROBE_TIMEOUT_SECONDS,
+        }
+        if isinstance(host, str):
+            client = redis.asyncio.Redis.from_url(host, **options)
+        else:
+            client = redis.asyncio.Redis(**{**dict(host), **options})
+        _clients[key] = client
+    return client
+
+
 async def probe() -> bool:
-    """Publishes one message; False if the layer cannot be reached in time."""
-    layer = get_channel_layer()
-    if layer is None or isinstance(layer, InMemoryChannelLayer):
-        return True
-    try:
-        await asyncio.wait_for(
-            layer.send(PROBE_CHANNEL, {"type": "probe"}), PROBE_TIMEOUT_SECONDS
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        return False
+    """PING every Redis of the channel layer; False if one does not answer."""
+    for host in _redis_hosts():
+        try:
+            await asyncio.wait_for(_client_for(host).ping(), PROBE_TIMEOUT_SECONDS + 1)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
     return True
 
 
@@ -71,17 +99,21 @@ def unwatch(callback: Callback) -> None:
 
 async def _watch_forever() -> None:
     global _available
+    failures = 0
     while True:
         await asyncio.sleep(PROBE_SECONDS)
         if not _callbacks and _available:
             continue
-        available = await probe()
-        if available == _available:
+        if await probe():
+            failures = 0
+            if not _available:
+                _available = True
+                logger.info("channel layer reachable again")
             continue
-        _available = available
-        if available:
-            logger.info("channel layer reachable again")
+        failures += 1
+        if not _available or failures < FAILURES_TO_TRIP:
             continue
+        _available = False
         logger.warning(
             "channel layer unreachable: closing %d websocket(s)", len(_callbacks)
         )
