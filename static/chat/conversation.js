@@ -94,7 +94,7 @@ export class Conversation {
     this.turnEnd = new Map(); // execution id -> last element of that turn
     this.meta = new Map(); // execution id -> usage line element
     this.tools = new Map(); // tool_call_id -> details element
-    this.approvals = new Map(); // execution id -> {el, requests, decided}
+    this.approvals = new Map(); // execution id -> {el, decided, pending}
     this.stream = null; // {key, segments: [{el, text}], current}
     this.pending = []; // optimistic user messages: {clientMessageId, content, el}
     this.renderQueued = false;
@@ -107,10 +107,6 @@ export class Conversation {
       if (ACTIVE.has(execution.status)) return true;
     }
     return false;
-  }
-
-  get isEmpty() {
-    return this.lastSequence === 0 && this.pending.length === 0 && !this.stream;
   }
 
   // --- scrolling ------------------------------------------------------------

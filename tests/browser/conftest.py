@@ -7,7 +7,8 @@ server standing in for the model.
 the reason. `daphne_server` migrates and collects static files for a throwaway
 database (SQLite in a temp dir, or a database of its own on the PostgreSQL
 server that DATABASE_URL names), starts daphne in its own process group with
-DEBUG=0 and kills the whole group at the end.
+DEBUG=0 and kills the whole group at the end. Server, model and browser live
+as long as this package's tests run, not for the rest of the suite.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fake_model() -> Iterator[FakeOpenAIThread]:
     server = FakeOpenAIThread(tokens=8).start()
     try:
@@ -151,7 +152,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def daphne_server(
     chromium: Path, fake_model: FakeOpenAIThread, tmp_path_factory
 ) -> Iterator[LiveServer]:
@@ -215,7 +216,7 @@ def daphne_server(
             stop_process_group(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -237,7 +238,7 @@ class Account:
     api: httpx.Client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def account(daphne_server: LiveServer) -> Iterator[Account]:
     """A user with one agent (the fake model, allowed to list the sandbox), set
     up through the REST API as any client would. Tests share it and each opens
@@ -301,7 +302,7 @@ def page(browser) -> Iterator[Any]:
         yield page
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def signed_in(browser, daphne_server: LiveServer, account: Account) -> dict[str, Any]:
     """The cookies of `account` signed in through the sign-in form."""
     context = browser.new_context()
