@@ -21,6 +21,9 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
+from django.core.exceptions import (
+    ValidationError as DjangoValidationError,
+)
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
@@ -120,6 +123,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, SuspiciousOperation):
         # Django's request parsing limits (too many fields, bad multipart, ...).
         exc = exceptions.ParseError(str(exc) or "Malformed request.")
+    elif isinstance(exc, DjangoValidationError):
+        # A model field refusing a value the view let through (a malformed id
+        # in a lookup, ...): the client's mistake, never a 500.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
     elif (unavailable := outage(exc)) is not None:
         logger.warning("request failed on an outage: %r", exc)
         exc = unavailable

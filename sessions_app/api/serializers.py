@@ -155,7 +155,9 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
 class ArtifactSerializer(serializers.ModelSerializer):
     session = serializers.UUIDField(source="session_id", read_only=True)
-    execution = serializers.UUIDField(source="execution_id", read_only=True)
+    execution = serializers.UUIDField(
+        source="execution_id", read_only=True, allow_null=True
+    )
     owner = serializers.UUIDField(source="owner_id", read_only=True)
     download_url = serializers.SerializerMethodField()
 

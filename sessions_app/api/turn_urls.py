@@ -9,7 +9,7 @@ from sessions_app.api.turns import (
     SessionMessagesView,
 )
 
-UUID = r"(?P<pk>[0-9a-fA-F-]{36})"
+UUID = r"(?P<pk>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12})"
 
 urlpatterns = [
     re_path(
