@@ -664,13 +664,11 @@ def _is_connection_error(exc: BaseException) -> bool:
 class _Stream:
     """Turns pydantic-ai stream events into stored events and frames.
 
-    Streamed text is published as partial frames by a publisher task, which
-    sends whatever text arrived while it was busy as one frame. A model that
-    streams slower than frames are published gets a frame per chunk; a fast
-    one (many chunks per network read) gets a frame per batch instead of
-    paying the channel layer and the websocket for every chunk. The first
-    partial is sent at once, and stored events always follow the partials
-    before them (`flush`).
+    Streamed text is published as it arrives, one partial frame per model
+    chunk. Batching chunks (in a publisher task, or over a 5 ms window) was
+    measured in bench.long_answers and saved under 5% of the server's CPU per
+    token (see docs/performance.md), while making the frames a client sees
+    depend on the server's load.
     """
 
     def __init__(self, live: _LiveTurn, announced: set[str] | None = None) -> None:
@@ -678,42 +676,22 @@ class _Stream:
         self.segment: list[str] = []
         # Calls already stored: a resumed run re-announces the approved ones.
         self.announced = set(announced or ())
-        self._pending: list[str] = []
-        self._publisher: asyncio.Task[None] | None = None
-        self._started = False
 
     async def partial(self, text: str) -> None:
         if not text:
             return
         self.segment.append(text)
-        self._pending.append(text)
-        if not self._started:
-            self._started = True
-            await self._publish_pending()
-        elif self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.create_task(self._publish_pending())
-
-    async def _publish_pending(self) -> None:
-        while self._pending:
-            text, self._pending = "".join(self._pending), []
-            payload = partial_payload(
-                session_id=self.live.session_id,
-                execution_id=self.live.execution_id,
-                content=text,
-                created_at=timezone.now(),
-            )
-            await broadcast.publish(
-                self.live.session_id, {"type": "event", "event": payload}
-            )
-
-    async def flush(self) -> None:
-        """Publishes every partial still pending (before a stored event)."""
-        if self._publisher is not None:
-            await asyncio.shield(self._publisher)
-        await self._publish_pending()
+        payload = partial_payload(
+            session_id=self.live.session_id,
+            execution_id=self.live.execution_id,
+            content=text,
+            created_at=timezone.now(),
+        )
+        await broadcast.publish(
+            self.live.session_id, {"type": "event", "event": payload}
+        )
 
     async def store(self, *specs: services.EventSpec) -> None:
-        await self.flush()
         events = await run_db(
             services.events_append,
             self.live.session_id,
@@ -830,7 +808,6 @@ async def _run(
             result.new_messages(), mode="json"
         )
         usage = _add_usage(context.own_usage, _usage(result.usage))
-        await stream.flush()
         text = stream.take_segment()
         if isinstance(output, DeferredToolRequests):
             return await _pause_for_approval(live, output, text, usage, messages)
@@ -881,7 +858,6 @@ async def _run(
             if cancelled is not None
             else getattr(usage_handle, "usage", None)
         )
-        await stream.flush()
         partial_text = stream.take_segment()
         return await _finish(
             live,
