@@ -269,6 +269,52 @@ def test_html_and_script_in_a_model_answer_never_run(chat_page):
     assert page.evaluate("window.__pwned") is None
 
 
+def test_a_failing_model_is_reported_in_plain_words(chat_page):
+    page = chat_page
+    new_chat(page)
+    send(page, "[[error=400]] this will fail")
+    expect(page.locator(".msg-error")).to_contain_text("The model could not answer.")
+    expect(page.locator(".turn-meta")).to_contain_text("failed")
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+
+
+def test_events_apply_once_and_in_sequence_whatever_order_they_arrive_in(chat_page):
+    """What a reload, a resume replay and live frames overlapping look like."""
+    result = chat_page.evaluate(
+        """async () => {
+          const { Conversation } = await import('/static/chat/conversation.js');
+          const gaps = [];
+          const root = document.createElement('div');
+          const chat = new Conversation(root, {
+            onRunningChange() {}, announce() {}, onGap: (after) => gaps.push(after),
+          });
+          const message = (seq, author, content) => ({
+            sequence_number: seq, author, kind: 'message', content, partial: false,
+            execution: 'x1', metadata: {}, turn_complete: author === 'agent',
+          });
+          chat.receive(message(1, 'user', 'question'));
+          chat.receive({ partial: true, execution: 'x1', content: 'draft ' });
+          chat.receive(message(3, 'agent', 'answer'));   // early: waits for 2
+          const waited = root.querySelectorAll('.msg-agent:not(.msg-streaming)').length;
+          chat.receive(message(2, 'agent', 'thinking'));
+          chat.receive(message(2, 'agent', 'thinking'));  // replayed twice
+          chat.receive(message(1, 'user', 'question'));
+          chat.receive(message(5, 'agent', 'lost'));      // 4 never comes
+          await new Promise((done) => setTimeout(done, 1800));
+          return {
+            waited,
+            texts: [...root.children].map((n) => n.textContent.trim()),
+            last: chat.lastSequence,
+            gaps,
+          };
+        }"""
+    )
+    assert result["waited"] == 0
+    assert result["texts"] == ["Youquestion", "Agentthinking", "Agentanswer"]
+    assert result["last"] == 3
+    assert result["gaps"] == [3]
+
+
 def test_register_and_attach_a_file_on_a_narrow_window(
     browser, daphne_server, account, signed_in
 ):
