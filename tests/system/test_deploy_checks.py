@@ -1,0 +1,59 @@
+"""`manage.py check --deploy` is clean under production settings.
+
+Production is the same settings module with a production environment (see
+docs/deployment.md): DEBUG off, a long random SECRET_KEY, real hosts, TLS
+terminated by the proxy with secure cookies, HSTS and the HTTPS redirect.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "ALLOWED_HOSTS": "agentry.example.com",
+    "SECURE_SSL_REDIRECT": "1",
+    "SECURE_COOKIES": "1",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "BEHIND_TLS_PROXY": "1",
+    "DATABASE_URL": "postgresql://agentry@127.0.0.1:5432/agentry",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def _check_deploy(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_", "SECURE_"))
+        and key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+    }
+    env.update(PRODUCTION_ENV, SECRET_KEY=secrets.token_urlsafe(64), **overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    done = _check_deploy()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_check_deploy_catches_an_insecure_setting():
+    # The check is live: dropping HSTS is reported and fails the run.
+    done = _check_deploy(SECURE_HSTS_SECONDS="0")
+    assert done.returncode != 0
+    assert "security.W004" in done.stdout + done.stderr
