@@ -6,6 +6,9 @@ Public surface:
     SignOutView   `/logout/`: POST only, ends the Django session
     RegisterView  `/register/`: creates an account and signs it in
 
+Sign-in and registration posts count against the same rate limits as
+`/api/auth/login` and `/api/auth/register`.
+
 The chat itself is static JavaScript (`static/chat/`) that talks to the same
 REST API and websocket protocol as every other client, authenticated by the
 Django session cookie. These views only render pages, so they stay thin; every
@@ -15,6 +18,8 @@ writes could run as script even if it slipped past the Markdown sanitizer.
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +32,11 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from django.views.generic import FormView, TemplateView
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
+from accounts.api.throttles import LoginAddressRateThrottle, LoginRateThrottle
 from sessions_app.web.forms import RegisterForm
 
 
@@ -61,9 +70,53 @@ class ContentSecurityPolicyMixin:
         return response
 
 
-class SignInView(ContentSecurityPolicyMixin, LoginView):
+def refused_by_throttles(
+    request: HttpRequest, throttles: list[BaseThrottle], scope: str = ""
+) -> float | None:
+    """Seconds to wait if one of the API's rate limits refuses this form post.
+
+    The page forms count against the same limits (and cache counters) as the
+    API endpoints they mirror, so the session login is no way around them.
+    """
+    api_request = Request(request, parsers=[FormParser(), MultiPartParser()])
+    view = SimpleNamespace(throttle_scope=scope)
+    waits = [
+        throttle.wait() or 1.0
+        for throttle in throttles
+        if not throttle.allow_request(api_request, view)
+    ]
+    return max(waits) if waits else None
+
+
+class ThrottledFormMixin:
+    """Answers a refused post with the form again, an error and status 429."""
+
+    throttle_scope = ""
+
+    def throttles(self) -> list[BaseThrottle]:
+        raise NotImplementedError
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wait = refused_by_throttles(request, self.throttles(), self.throttle_scope)
+        if wait is None:
+            return super().post(request, *args, **kwargs)  # type: ignore[misc]
+        form = self.get_form()  # type: ignore[attr-defined]
+        form.add_error(
+            None,
+            f"Too many attempts. Try again in {math.ceil(wait)} seconds.",
+        )
+        response = self.form_invalid(form)  # type: ignore[attr-defined]
+        response.status_code = 429
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+
+
+class SignInView(ContentSecurityPolicyMixin, ThrottledFormMixin, LoginView):
     template_name = "web/sign_in.html"
     redirect_authenticated_user = True
+
+    def throttles(self) -> list[BaseThrottle]:
+        return [LoginRateThrottle(), LoginAddressRateThrottle()]
 
 
 class SignOutView(LogoutView):
@@ -83,11 +136,15 @@ class ChatView(ContentSecurityPolicyMixin, TemplateView):
 
 
 @method_decorator([never_cache, csrf_protect], name="dispatch")
-class RegisterView(ContentSecurityPolicyMixin, FormView):
+class RegisterView(ContentSecurityPolicyMixin, ThrottledFormMixin, FormView):
     """Creates an account (role `user`, like the API's register) and signs it in."""
 
     template_name = "web/register.html"
     form_class = RegisterForm
+    throttle_scope = "register"
+
+    def throttles(self) -> list[BaseThrottle]:
+        return [ScopedRateThrottle()]
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:

@@ -165,3 +165,34 @@ def test_signed_in_users_are_sent_from_sign_in_and_register_to_the_chat(client):
     client.force_login(UserFactory())
     assert client.get("/login/")["Location"] == "/"
     assert client.get("/register/")["Location"] == "/"
+
+
+def test_sign_in_counts_against_the_api_login_rate_limit(browser_client, api_client):
+    user = UserFactory()
+    for _ in range(20):
+        refused = api_client.post(
+            "/api/auth/login",
+            {"username": user.username, "password": "Wrong-password-1"},
+            format="json",
+        )
+        assert refused.status_code == 401
+    response = sign_in(browser_client, user.username)
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert "Too many attempts" in response.content.decode()
+    assert "_auth_user_id" not in browser_client.session
+
+
+def test_registration_is_rate_limited_like_the_api(client):
+    body = {
+        "username": "someone",
+        "email": "someone@example.com",
+        "password1": "A-long-enough-pass-42",
+        "password2": "not the same",
+    }
+    for _ in range(60):
+        assert client.post("/register/", body).status_code == 200
+    response = client.post("/register/", {**body, "password2": body["password1"]})
+    assert response.status_code == 429
+    assert "Too many attempts" in response.content.decode()
+    assert not User.objects.filter(username="someone").exists()
