@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -31,3 +32,11 @@ def _with_fresh_connection(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
 async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     call = functools.partial(_with_fresh_connection, fn, *args, **kwargs)
     return await sync_to_async(call, thread_sensitive=False)()
+
+
+async def run_db_on(
+    executor: Executor, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """`run_db` on a given executor (work that must not queue behind turns)."""
+    call = functools.partial(_with_fresh_connection, fn, *args, **kwargs)
+    return await sync_to_async(call, thread_sensitive=False, executor=executor)()

@@ -10,6 +10,7 @@ model history can be rebuilt exactly. `Artifact` rows are versioned files.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -49,6 +50,18 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Session {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The event log owns `last_sequence` (services allocate numbers with an
+        # UPDATE): saving a session loaded before events were appended must not
+        # write its stale counter back.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "last_sequence"
+            ]
+        super().save(*args, **kwargs)
 
 
 class AgentExecution(models.Model):

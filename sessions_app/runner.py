@@ -30,6 +30,7 @@ import logging
 import mimetypes
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,7 @@ from pydantic_ai.exceptions import (
 from pydantic_ai.messages import repair_messages
 
 from sessions_app import broadcast, services
-from sessions_app.db import run_db
+from sessions_app.db import run_db, run_db_on
 from sessions_app.frames import (
     error_frame,
     event_frame,
@@ -242,6 +243,7 @@ async def submit_turn(request: TurnRequest) -> Submission:
     `reject` policy, a busy session (`session_busy`, status 409). A repeated
     `client_message_id` returns the existing execution and runs nothing.
     """
+    ensure_supervisor()
     validate_content(request.content)
     if len(request.client_message_id or "") > 200:
         raise TurnRejected(
@@ -256,17 +258,25 @@ async def submit_turn(request: TurnRequest) -> Submission:
     if opened.duplicate:
         return Submission(opened.execution, duplicate=True)
     execution = opened.execution
-    await broadcast.publish(
-        request.session_id, event_frame(opened.user_event), execution_frame(execution)
-    )
-    abandoned = await run_db(_abandon_approvals, request.session_id)
-    if abandoned:
-        await broadcast.publish(request.session_id, *abandoned)
-    if policy == "interrupt":
-        await cancel_turn(
-            request.session_id, reason="cancelled", keep=str(execution.pk)
+    live = _track(execution)
+    try:
+        await broadcast.publish(
+            request.session_id,
+            event_frame(opened.user_event),
+            execution_frame(execution),
         )
-    task = asyncio.create_task(_drive(str(execution.pk), str(request.session_id)))
+        abandoned = await run_db(_abandon_approvals, request.session_id)
+        if abandoned:
+            await broadcast.publish(request.session_id, *abandoned)
+        if policy == "interrupt":
+            await cancel_turn(
+                request.session_id, reason="cancelled", keep=str(execution.pk)
+            )
+    except BaseException:
+        # Untracked, the turn is swept as interrupted once its lease runs out.
+        _live.pop(live.execution_id, None)
+        raise
+    task = asyncio.create_task(_drive(live))
     return Submission(execution, task=task)
 
 
@@ -368,6 +378,7 @@ async def submit_approval(
     *, execution_id: Any, user_id: Any, decisions: Any
 ) -> Submission:
     """Records decisions on a paused turn's tool calls and resumes it."""
+    ensure_supervisor()
     execution, pending = await run_db(_pending_approvals, execution_id, user_id)
     results = _decisions(pending, decisions)
     try:
@@ -387,9 +398,11 @@ async def submit_approval(
         raise TurnRejected(
             "session_busy", "Another turn of this session is running.", 409
         ) from None
-    session_id = str(execution.session_id)
-    await broadcast.publish(session_id, event_frame(event), execution_frame(execution))
-    task = asyncio.create_task(_drive(str(execution.pk), session_id, resume=results))
+    live = _track(execution)
+    await broadcast.publish(
+        live.session_id, event_frame(event), execution_frame(execution)
+    )
+    task = asyncio.create_task(_drive(live, resume=results))
     return Submission(execution, task=task)
 
 
@@ -408,13 +421,19 @@ async def wait_for_execution(submission: Submission) -> AgentExecution:
 # --------------------------------------------------------------------- running
 
 
+def _track(execution: AgentExecution) -> _LiveTurn:
+    """Registers a turn of this process as soon as its row exists, so the
+    process heart-beats it and never sweeps it."""
+    live = _LiveTurn(str(execution.pk), str(execution.session_id))
+    _live[live.execution_id] = live
+    return live
+
+
 async def _drive(
-    execution_id: str, session_id: str, resume: DeferredToolResults | None = None
+    live: _LiveTurn, resume: DeferredToolResults | None = None
 ) -> AgentExecution:
-    live = _LiveTurn(execution_id, session_id)
-    _live[execution_id] = live
-    # Queued turns heart-beat too, or another process would sweep them.
-    helpers = [asyncio.create_task(_heartbeat(execution_id))]
+    execution_id, session_id = live.execution_id, live.session_id
+    helpers: list[asyncio.Task[Any]] = []
     try:
         execution = await _wait_until_running(live)
         if execution is None:
@@ -467,17 +486,6 @@ async def _wait_until_running(live: _LiveTurn) -> AgentExecution | None:
             await asyncio.wait_for(freed.wait(), timeout=delay)
         except TimeoutError:
             delay = min(delay * 2, 0.5)
-
-
-async def _heartbeat(execution_id: str) -> None:
-    while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-        try:
-            await run_db(services.execution_heartbeat, [execution_id])
-        except Exception:
-            logger.warning(
-                "heartbeat of execution %s failed", execution_id, exc_info=True
-            )
 
 
 async def _listen_for_cancel(live: _LiveTurn) -> None:
@@ -1010,19 +1018,37 @@ def ensure_supervisor() -> None:
     if id(loop) in _supervised_loops:
         return
     _supervised_loops.add(id(loop))
-    task = loop.create_task(_sweep_forever())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    for housekeeping in (_beat_forever(), _sweep_forever()):
+        task = loop.create_task(housekeeping)
+        _background.add(task)
+        task.add_done_callback(_background.discard)
     _install_shutdown_hook()
 
 
 _background: set[asyncio.Task[Any]] = set()
+# Heartbeats and sweeps get a thread of their own: queued behind a busy
+# process's turn queries, a late heartbeat would get live turns swept.
+_housekeeping = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="agentry-housekeeping"
+)
+
+
+async def _beat_forever() -> None:
+    """Extends the lease of every turn of this process, in one query."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        if not _live:
+            continue
+        try:
+            await run_db_on(_housekeeping, services.execution_heartbeat, list(_live))
+        except Exception:
+            logger.warning("heartbeat of %d turn(s) failed", len(_live), exc_info=True)
 
 
 async def _sweep_forever() -> None:
     while True:
         try:
-            await sweep_stale_executions()
+            await run_db_on(_housekeeping, sweep_stale_executions_sync)
         except Exception:
             logger.warning("sweeping stale executions failed", exc_info=True)
         await asyncio.sleep(SWEEP_SECONDS)

@@ -226,3 +226,50 @@ async def test_a_message_to_a_session_whose_turn_died_is_accepted(
     ]
     assert statuses == ["interrupted", "succeeded"]
     await ws.close()
+
+
+async def test_a_process_never_sweeps_its_own_running_turns(
+    fake_llm, user, make_session, ws_connect
+):
+    session = await sync_to_async(make_session)(user)
+    ws = await ws_connect(user, session)
+    await ws.send({"type": "message", "content": "[[tokens=40 delay=10]] keep going"})
+    await ws.until(lambda f: f["type"] == "event" and f["event"]["partial"])
+    await AgentExecution.objects.filter(session=session).aupdate(
+        heartbeat_at=timezone.now() - dt.timedelta(minutes=5)
+    )
+    assert await runner.sweep_stale_executions() == 0
+    frames = await ws.until(is_terminal)
+    assert frames[-1]["execution"]["status"] == "succeeded"
+    await ws.close()
+
+
+async def test_running_turns_heart_beat(
+    fake_llm, user, make_session, ws_connect, monkeypatch
+):
+    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(runner, "_supervised_loops", set())
+    session = await sync_to_async(make_session)(user)
+    ws = await ws_connect(user, session)
+    await ws.send({"type": "message", "content": "[[tokens=60 delay=10]] keep going"})
+    await ws.until(lambda f: f["type"] == "event" and f["event"]["partial"])
+    execution = await AgentExecution.objects.aget(session=session)
+    await asyncio.sleep(0.4)
+    await execution.arefresh_from_db()
+    assert execution.heartbeat_at > execution.started_at + dt.timedelta(
+        milliseconds=100
+    )
+    await ws.until(is_terminal)
+    await ws.close()
+
+
+def test_saving_a_stale_session_keeps_the_event_counter(user, make_session):
+    session = make_session(user)
+    stale = type(session).objects.get(pk=session.pk)
+    services.event_append(session.pk, services.EventSpec(author="system", content="x"))
+    stale.title = "renamed while a turn runs"
+    stale.save()
+    services.event_append(session.pk, services.EventSpec(author="system", content="y"))
+    assert sequence_of(session) == [1, 2]
+    stale.refresh_from_db()
+    assert (stale.title, stale.last_sequence) == ("renamed while a turn runs", 2)
