@@ -34,7 +34,7 @@ from bench.common import (
 
 NAME = "long_answers"
 WORKLOAD = Workload(tokens=2000)
-SIZES = {"quick": {"turns": 2, "rounds": 3}, "full": {"turns": 3, "rounds": 7}}
+SIZES = {"quick": {"turns": 2, "rounds": 2}, "full": {"turns": 3, "rounds": 7}}
 
 
 def main() -> int:

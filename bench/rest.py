@@ -35,7 +35,7 @@ from bench.common import (
 NAME = "rest"
 EVENTS = 10_000
 SESSIONS = 50
-SIZES = {"quick": 200, "full": 1000}
+SIZES = {"quick": 100, "full": 1000}
 
 
 def _seed(username: str) -> tuple[str, str]:

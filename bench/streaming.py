@@ -49,7 +49,7 @@ class Load:
 
 
 SIZES = {
-    "quick": [Load(1, 4, 2), Load(LIGHT, 4, 4), Load(50, 1, 1), Load(200, 1, 1)],
+    "quick": [Load(1, 4, 2), Load(LIGHT, 4, 3), Load(50, 1, 1), Load(200, 1, 1)],
     "full": [Load(1, 10, 5), Load(LIGHT, 6, 7), Load(50, 4, 3), Load(200, 2, 3)],
 }
 
