@@ -60,10 +60,12 @@ OFFLINE_MODEL = "offline"
 TEST_MODEL = "test"
 
 #: Applied when a config leaves a limit unset; a config may raise or lower them.
+#: No token limit by default: with one set, pydantic-ai re-counts the whole
+#: response after every streamed chunk, which doubled the CPU of a 2,000-token
+#: answer (docs/performance.md). Requests and tool calls bound a runaway turn.
 DEFAULT_USAGE_LIMITS: dict[str, int | None] = {
     "request_limit": 50,
     "tool_calls_limit": 50,
-    "total_tokens_limit": 1_000_000,
 }
 _PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 

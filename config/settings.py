@@ -139,6 +139,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Connections stay open in the threads that use them: closing a WAL
+    # database checkpoints it, which cost a tenth of a turn's CPU when every
+    # ORM call from async code closed its connection (docs/performance.md).
+    _db["CONN_MAX_AGE"] = None
     # The test database is a file too: an in-memory shared-cache database
     # locks whole tables and ignores the busy timeout, which is not how the
     # embedded deployment behaves under concurrent turns.
