@@ -212,7 +212,18 @@ def _is_uuid(value: Any) -> bool:
     return True
 
 
-def _open(request: TurnRequest) -> tuple[services.OpenedTurn, str]:
+@dataclass
+class _Opened:
+    turn: services.OpenedTurn
+    policy: str
+    abandoned: list[dict[str, Any]] = field(default_factory=list)
+    context: _TurnContext | None = None
+
+
+def _open(request: TurnRequest) -> _Opened:
+    """Everything a new turn needs from the database, in one thread hop: the
+    user's event and execution, pending approvals it abandons and, when it can
+    start at once, its context."""
     session = Session.objects.select_related("agent").get(pk=request.session_id)
     policy = _policy(request, session)
     attachments = _attachments(request)
@@ -226,7 +237,15 @@ def _open(request: TurnRequest) -> tuple[services.OpenedTurn, str]:
         policy="reject" if policy == "reject" else "enqueue",
         model=session.agent.model or settings.AGENTRY_DEFAULT_MODEL,
     )
-    return opened, policy
+    if opened.duplicate:
+        return _Opened(opened, policy)
+    abandoned = _abandon_approvals(session.pk)
+    context = (
+        _load_context(str(opened.execution.pk))
+        if opened.execution.status == Status.RUNNING
+        else None
+    )
+    return _Opened(opened, policy, abandoned, context)
 
 
 def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
@@ -250,11 +269,12 @@ async def submit_turn(request: TurnRequest) -> Submission:
             "invalid_message", "client_message_id is longer than 200 characters."
         )
     try:
-        opened, policy = await run_db(_open, request)
+        result = await run_db(_open, request)
     except services.SessionBusy:
         raise TurnRejected(
             "session_busy", "Another turn of this session is running.", 409
         ) from None
+    opened = result.turn
     if opened.duplicate:
         return Submission(opened.execution, duplicate=True)
     execution = opened.execution
@@ -264,11 +284,9 @@ async def submit_turn(request: TurnRequest) -> Submission:
             request.session_id,
             event_frame(opened.user_event),
             execution_frame(execution),
+            *result.abandoned,
         )
-        abandoned = await run_db(_abandon_approvals, request.session_id)
-        if abandoned:
-            await broadcast.publish(request.session_id, *abandoned)
-        if policy == "interrupt":
+        if result.policy == "interrupt":
             await cancel_turn(
                 request.session_id, reason="cancelled", keep=str(execution.pk)
             )
@@ -276,7 +294,7 @@ async def submit_turn(request: TurnRequest) -> Submission:
         # Untracked, the turn is swept as interrupted once its lease runs out.
         _live.pop(live.execution_id, None)
         raise
-    task = asyncio.create_task(_drive(live))
+    task = asyncio.create_task(_drive(live, execution, context=result.context))
     return Submission(execution, task=task)
 
 
@@ -402,7 +420,7 @@ async def submit_approval(
     await broadcast.publish(
         live.session_id, event_frame(event), execution_frame(execution)
     )
-    task = asyncio.create_task(_drive(live, resume=results))
+    task = asyncio.create_task(_drive(live, execution, resume=results))
     return Submission(execution, task=task)
 
 
@@ -430,16 +448,21 @@ def _track(execution: AgentExecution) -> _LiveTurn:
 
 
 async def _drive(
-    live: _LiveTurn, resume: DeferredToolResults | None = None
+    live: _LiveTurn,
+    execution: AgentExecution,
+    *,
+    resume: DeferredToolResults | None = None,
+    context: _TurnContext | None = None,
 ) -> AgentExecution:
     execution_id, session_id = live.execution_id, live.session_id
     helpers: list[asyncio.Task[Any]] = []
     try:
-        execution = await _wait_until_running(live)
-        if execution is None:
-            return await run_db(AgentExecution.objects.get, pk=execution_id)
+        if execution.status != Status.RUNNING:
+            execution = await _wait_until_running(live)
+            if execution is None:
+                return await run_db(AgentExecution.objects.get, pk=execution_id)
         helpers.append(asyncio.create_task(_listen_for_cancel(live)))
-        return await _run(live, execution, resume)
+        return await _run(live, execution, resume, context)
     except asyncio.CancelledError:
         # The process is going away (shutdown, or the loop is closing).
         await asyncio.shield(
@@ -768,6 +791,7 @@ async def _run(
     live: _LiveTurn,
     execution: AgentExecution,
     resume: DeferredToolResults | None = None,
+    context: _TurnContext | None = None,
 ) -> AgentExecution:
     from agents.factory import TurnDeps, build_agent, usage_limits_for
 
@@ -776,7 +800,8 @@ async def _run(
     usage_handle: Any = None
     result: Any = None
     try:
-        context = await run_db(_load_context, live.execution_id, resume is not None)
+        if context is None:
+            context = await run_db(_load_context, live.execution_id, resume is not None)
         deps = TurnDeps(
             user_id=context.user_id,
             agent_id=context.agent_id,
