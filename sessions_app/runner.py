@@ -107,7 +107,7 @@ class TurnRequest:
 class Submission:
     execution: AgentExecution
     duplicate: bool = False
-    task: asyncio.Task[AgentExecution] | None = None
+    task: asyncio.Task[AgentExecution | None] | None = None
 
     @property
     def frame(self) -> dict[str, Any]:
@@ -430,10 +430,21 @@ async def run_to_completion(request: TurnRequest) -> AgentExecution:
 
 
 async def wait_for_execution(submission: Submission) -> AgentExecution:
-    """The execution once it has finished (or as it stands, for a duplicate)."""
+    """The execution once it has finished (or as it stands, for a duplicate).
+
+    Raises TurnRejected (404) when the session was deleted meanwhile.
+    """
     if submission.task is not None:
-        return await asyncio.shield(submission.task)
-    return await run_db(AgentExecution.objects.get, pk=submission.execution.pk)
+        execution = await asyncio.shield(submission.task)
+    else:
+        execution = await run_db(
+            AgentExecution.objects.filter(pk=submission.execution.pk).first
+        )
+    if execution is None:
+        raise TurnRejected(
+            "session_deleted", "The session was deleted while its turn ran.", 404
+        )
+    return execution
 
 
 # --------------------------------------------------------------------- running
@@ -453,7 +464,8 @@ async def _drive(
     *,
     resume: DeferredToolResults | None = None,
     context: _TurnContext | None = None,
-) -> AgentExecution:
+) -> AgentExecution | None:
+    """Runs a tracked turn to its end; None if its session was deleted meanwhile."""
     execution_id, session_id = live.execution_id, live.session_id
     helpers: list[asyncio.Task[Any]] = []
     try:
@@ -463,6 +475,10 @@ async def _drive(
                 return await run_db(AgentExecution.objects.get, pk=execution_id)
         helpers.append(asyncio.create_task(_listen_for_cancel(live)))
         return await _run(live, execution, resume, context)
+    except (AgentExecution.DoesNotExist, Session.DoesNotExist):
+        # Deleting a session (or its agent) cascades to the running turn's rows.
+        logger.info("turn %s ended: its session was deleted", execution_id)
+        return None
     except asyncio.CancelledError:
         # The process is going away (shutdown, or the loop is closing).
         await asyncio.shield(

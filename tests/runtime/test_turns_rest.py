@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
+from sessions_app.db import run_db
 from sessions_app.models import AgentExecution, Event, Session
 from tests.plugins.runtime import access_token, is_partial, is_terminal
 
@@ -303,3 +304,33 @@ async def test_sse_client_that_leaves_does_not_stop_the_turn(
             session=session, status="succeeded"
         ).aexists():
             await asyncio.sleep(0.05)
+
+
+async def test_deleting_the_session_mid_turn_answers_404_not_500(
+    fake_llm, user, new_session, client_for
+):
+    session = await new_session()
+    client = client_for(user)
+    request = asyncio.create_task(
+        client.post(
+            f"/api/sessions/{session.pk}/messages/",
+            {"content": "[[tokens=100 delay=10]] long"},
+            content_type="application/json",
+        )
+    )
+    # The blocked view holds the thread-sensitive executor the async ORM
+    # uses, so the test reads and deletes through worker threads.
+    running = AgentExecution.objects.filter(session=session, status="running")
+    async with asyncio.timeout(10):
+        while not await run_db(running.exists):
+            await asyncio.sleep(0.02)
+    await run_db(Session.objects.filter(pk=session.pk).delete)
+    response = await request
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "session_deleted"
+    healthy = await client.post(
+        f"/api/sessions/{(await new_session()).pk}/messages/",
+        {"content": QUICK},
+        content_type="application/json",
+    )
+    assert healthy.status_code == 200
