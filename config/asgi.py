@@ -12,8 +12,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import WebsocketAuthMiddleware  # noqa: E402
+from sessions_app.lifecycle import ensure_supervisor  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
-from sessions_app.runner import ensure_supervisor  # noqa: E402
 
 
 class TurnSupervisorMiddleware:

@@ -11,7 +11,11 @@ Public surface:
     submit_approval(...)        decisions on a paused turn's tool calls; resumes it
     wait_for_execution(sub)     the execution once it has finished
     run_to_completion(request)  submit_turn, then wait_for_execution
-    sweep_stale_executions()    ends turns whose process died as `interrupted`
+
+Its helpers: `turn_events` turns a run's pydantic-ai events into stored events
+and frames, `lifecycle` tracks this process's turns (heartbeats, sweeps of
+dead processes' turns, shutdown), `approvals` checks decisions on paused
+turns, `services` does the writes.
 
 A turn runs as an asyncio task owned by this module, not by the connection that
 started it: a client that disconnects does not stop it, and every client of the
@@ -24,23 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import mimetypes
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils import timezone
 from pydantic_ai import (
     AgentRunResultEvent,
     BinaryContent,
-    CancellationToken,
     DeferredToolRequests,
     DeferredToolResults,
     FunctionToolCallEvent,
@@ -52,45 +52,37 @@ from pydantic_ai import (
     RunTimedOut,
     TextPart,
     TextPartDelta,
-    ToolDenied,
-    UsageLimitExceeded,
 )
 from pydantic_ai.exceptions import (
-    ModelAPIError,
-    ModelHTTPError,
-    ModelRateLimitError,
-    ModelTimeoutError,
     UnexpectedModelBehavior,
 )
 from pydantic_ai.messages import repair_messages
 
-from sessions_app import broadcast, services
-from sessions_app.db import run_db, run_db_on
-from sessions_app.frames import (
-    error_frame,
-    event_frame,
-    execution_frame,
-    execution_payload,
-    partial_payload,
+from sessions_app import approvals, broadcast, services
+from sessions_app.db import run_db
+from sessions_app.frames import event_frame, execution_frame
+from sessions_app.lifecycle import (
+    LiveTurn,
+    ensure_supervisor,
+    live_turns,
+    sweep_stale_executions_sync,
+    track,
 )
 from sessions_app.models import AgentExecution, Artifact, Event, Session
+from sessions_app.services import TurnRejected
+from sessions_app.turn_events import (
+    TurnStream,
+    add_usage,
+    classify_failure,
+    tool_args,
+    usage_of,
+)
 
 logger = logging.getLogger(__name__)
 
 Status = AgentExecution.Status
 POLICIES = ("reject", "enqueue", "interrupt")
-HEARTBEAT_SECONDS = 5.0
-#: How often each process looks for turns whose process died.
-SWEEP_SECONDS = 5.0
 MAX_ATTACHMENT_TEXT = 200_000
-
-
-class TurnRejected(Exception):
-    """The turn was refused before anything was stored."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
 
 
 @dataclass
@@ -114,17 +106,8 @@ class Submission:
         return execution_frame(self.execution)
 
 
-@dataclass
-class _LiveTurn:
-    execution_id: str
-    session_id: str
-    token: CancellationToken = field(default_factory=CancellationToken)
-    reason: str = "cancelled"
-
-
-# Turns running in this process, by execution id; the events that wake queued
-# turns of a session when one of its turns ends here (one per event loop).
-_live: dict[str, _LiveTurn] = {}
+# The events that wake queued turns of a session when one of its turns ends
+# in this process (one per event loop).
 _session_freed: dict[tuple[int, str], asyncio.Event] = {}
 
 
@@ -278,7 +261,7 @@ async def submit_turn(request: TurnRequest) -> Submission:
     if opened.duplicate:
         return Submission(opened.execution, duplicate=True)
     execution = opened.execution
-    live = _track(execution)
+    live = track(execution)
     try:
         await broadcast.publish(
             request.session_id,
@@ -292,7 +275,7 @@ async def submit_turn(request: TurnRequest) -> Submission:
             )
     except BaseException:
         # Untracked, the turn is swept as interrupted once its lease runs out.
-        _live.pop(live.execution_id, None)
+        live_turns.pop(live.execution_id, None)
         raise
     task = asyncio.create_task(_drive(live, execution, context=result.context))
     return Submission(execution, task=task)
@@ -314,7 +297,7 @@ async def cancel_turn(
         )
     )
     for execution_id in running:
-        live = _live.get(str(execution_id))
+        live = live_turns.get(str(execution_id))
         if live is not None:
             live.reason = reason
             live.token.cancel()
@@ -330,75 +313,15 @@ async def cancel_turn(
     return bool(running)
 
 
-def _decisions(pending: list[dict[str, Any]], decisions: Any) -> DeferredToolResults:
-    """Validates approval decisions against the pending calls."""
-    if not isinstance(decisions, dict) or not decisions:
-        raise TurnRejected(
-            "invalid_approval",
-            "decisions must map each pending tool_call_id to a decision.",
-        )
-    pending_ids = {p["tool_call_id"] for p in pending}
-    unknown = sorted(set(decisions) - pending_ids)
-    missing = sorted(pending_ids - set(decisions))
-    if unknown or missing:
-        raise TurnRejected(
-            "invalid_approval",
-            f"decide exactly the pending tool calls (unknown: {unknown}, missing: {missing}).",
-        )
-    approvals: dict[str, Any] = {}
-    for call_id, decision in decisions.items():
-        if isinstance(decision, bool):
-            approvals[call_id] = decision
-        elif isinstance(decision, dict) and isinstance(decision.get("approved"), bool):
-            message = decision.get("message")
-            if message is not None and not isinstance(message, str):
-                raise TurnRejected(
-                    "invalid_approval", "a denial message must be a string."
-                )
-            approvals[call_id] = (
-                True
-                if decision["approved"]
-                else ToolDenied(message or "The user denied this call.")
-            )
-        else:
-            raise TurnRejected(
-                "invalid_approval",
-                'a decision is true, false or {"approved": bool, "message": str}.',
-            )
-    return DeferredToolResults(approvals=approvals)
-
-
-def _pending_approvals(
-    execution_id: Any, user_id: Any
-) -> tuple[AgentExecution, list[Any]]:
-    execution = AgentExecution.objects.filter(pk=execution_id, user_id=user_id).first()
-    if execution is None:
-        raise TurnRejected("not_found", "No such execution.", 404)
-    if execution.status != Status.AWAITING_APPROVAL:
-        raise TurnRejected(
-            "not_awaiting_approval",
-            f"The execution is {execution.status}, not awaiting approval.",
-            409,
-        )
-    state = (
-        Event.objects.filter(
-            execution_id=execution.pk, kind=Event.Kind.STATE, author=Event.Author.SYSTEM
-        )
-        .order_by("-sequence_number")
-        .first()
-    )
-    return execution, list(
-        ((state.actions or {}) if state else {}).get("approval_requests", [])
-    )
-
-
 async def submit_approval(
     *, execution_id: Any, user_id: Any, decisions: Any
 ) -> Submission:
     """Records decisions on a paused turn's tool calls and resumes it."""
     ensure_supervisor()
-    execution, pending = await run_db(_pending_approvals, execution_id, user_id)
-    results = _decisions(pending, decisions)
+    execution, pending = await run_db(
+        approvals.pending_approvals, execution_id, user_id
+    )
+    results = approvals.parse_decisions(pending, decisions)
     try:
         execution, event = await run_db(
             services.execution_resume,
@@ -416,7 +339,7 @@ async def submit_approval(
         raise TurnRejected(
             "session_busy", "Another turn of this session is running.", 409
         ) from None
-    live = _track(execution)
+    live = track(execution)
     await broadcast.publish(
         live.session_id, event_frame(event), execution_frame(execution)
     )
@@ -450,16 +373,8 @@ async def wait_for_execution(submission: Submission) -> AgentExecution:
 # --------------------------------------------------------------------- running
 
 
-def _track(execution: AgentExecution) -> _LiveTurn:
-    """Registers a turn of this process as soon as its row exists, so the
-    process heart-beats it and never sweeps it."""
-    live = _LiveTurn(str(execution.pk), str(execution.session_id))
-    _live[live.execution_id] = live
-    return live
-
-
 async def _drive(
-    live: _LiveTurn,
+    live: LiveTurn,
     execution: AgentExecution,
     *,
     resume: DeferredToolResults | None = None,
@@ -495,12 +410,12 @@ async def _drive(
     finally:
         for helper in helpers:
             helper.cancel()
-        _live.pop(execution_id, None)
+        live_turns.pop(execution_id, None)
         _freed(session_id).set()
         _session_freed.pop((id(asyncio.get_running_loop()), session_id), None)
 
 
-async def _wait_until_running(live: _LiveTurn) -> AgentExecution | None:
+async def _wait_until_running(live: LiveTurn) -> AgentExecution | None:
     """Promotes a queued execution when the session is free; None if it left the queue."""
     delay = 0.05
     while True:
@@ -527,7 +442,7 @@ async def _wait_until_running(live: _LiveTurn) -> AgentExecution | None:
             delay = min(delay * 2, 0.5)
 
 
-async def _listen_for_cancel(live: _LiveTurn) -> None:
+async def _listen_for_cancel(live: LiveTurn) -> None:
     """Relays cancels sent through the channel layer by other processes."""
     layer = get_channel_layer()
     group = broadcast.control_group(live.session_id)
@@ -645,166 +560,8 @@ def _prompt(text: str, attachments: list[dict[str, Any]]) -> str | list[Any]:
     return parts
 
 
-def _usage(usage: Any) -> dict[str, int]:
-    if usage is None:
-        return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "tool_calls": 0}
-    return {
-        "requests": usage.requests,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "tool_calls": usage.tool_calls,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }
-
-
-def _classify(exc: BaseException) -> tuple[str, str, str]:
-    """(status, error_code, message) for an exception that ended a run."""
-    if isinstance(exc, RunTimedOut):
-        return Status.FAILED, "turn_timeout", "The turn took longer than allowed."
-    if isinstance(exc, RunCancelled):
-        return Status.CANCELLED, "cancelled", "The turn was cancelled."
-    if isinstance(exc, UsageLimitExceeded):
-        return Status.FAILED, "usage_limit_exceeded", str(exc)
-    if isinstance(exc, ModelTimeoutError):
-        return Status.FAILED, "model_timeout", "The model did not answer in time."
-    if isinstance(exc, ModelRateLimitError) or (
-        isinstance(exc, ModelHTTPError) and exc.status_code == 429
-    ):
-        return (
-            Status.FAILED,
-            "model_rate_limited",
-            "The model provider is rate limiting requests.",
-        )
-    if isinstance(exc, ModelAPIError | UnexpectedModelBehavior):
-        return Status.FAILED, "model_error", f"The model failed: {exc}"
-    from agents.factory import AgentConfigError
-
-    if isinstance(exc, AgentConfigError):
-        return Status.FAILED, "agent_config_error", str(exc)
-    from tools.registry import ToolUnavailableError
-
-    if isinstance(exc, ToolUnavailableError):
-        return Status.FAILED, "tool_unavailable", str(exc)
-    if _is_timeout(exc):
-        return Status.FAILED, "model_timeout", "The model did not answer in time."
-    if _is_connection_error(exc):
-        return Status.FAILED, "model_error", f"The model could not be reached: {exc}"
-    return (
-        Status.FAILED,
-        "internal_error",
-        f"The turn failed: {type(exc).__name__}: {exc}",
-    )
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    import httpx
-
-    return isinstance(exc, TimeoutError | httpx.TimeoutException)
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import httpx
-
-    return isinstance(exc, httpx.TransportError | ConnectionError)
-
-
-class _Stream:
-    """Turns pydantic-ai stream events into stored events and frames.
-
-    Streamed text is published as it arrives, one partial frame per model
-    chunk. Batching chunks (in a publisher task, or over a 5 ms window) was
-    measured in bench.long_answers and saved under 5% of the server's CPU per
-    token (see docs/performance.md), while making the frames a client sees
-    depend on the server's load.
-    """
-
-    def __init__(self, live: _LiveTurn, announced: set[str] | None = None) -> None:
-        self.live = live
-        self.segment: list[str] = []
-        # Calls already stored: a resumed run re-announces the approved ones.
-        self.announced = set(announced or ())
-
-    async def partial(self, text: str) -> None:
-        if not text:
-            return
-        self.segment.append(text)
-        payload = partial_payload(
-            session_id=self.live.session_id,
-            execution_id=self.live.execution_id,
-            content=text,
-            created_at=timezone.now(),
-        )
-        await broadcast.publish(
-            self.live.session_id, {"type": "event", "event": payload}
-        )
-
-    async def store(self, *specs: services.EventSpec) -> None:
-        events = await run_db(
-            services.events_append,
-            self.live.session_id,
-            list(specs),
-            execution_id=self.live.execution_id,
-        )
-        await broadcast.publish(self.live.session_id, *(event_frame(e) for e in events))
-
-    def take_segment(self) -> str:
-        text, self.segment = "".join(self.segment), []
-        return text
-
-    async def tool_call(self, event: FunctionToolCallEvent) -> None:
-        if event.part.tool_call_id in self.announced:
-            return
-        self.announced.add(event.part.tool_call_id)
-        specs = []
-        text = self.take_segment()
-        if text:
-            # Text the model wrote before deciding to call a tool stays in the log.
-            specs.append(services.EventSpec(author=Event.Author.AGENT, content=text))
-        part = event.part
-        specs.append(
-            services.EventSpec(
-                author=Event.Author.AGENT,
-                kind=Event.Kind.TOOL_CALL,
-                content=part.tool_name,
-                metadata={
-                    "tool_name": part.tool_name,
-                    "tool_call_id": part.tool_call_id,
-                    "args": _args(part),
-                },
-            )
-        )
-        await self.store(*specs)
-
-    async def tool_result(self, event: FunctionToolResultEvent) -> None:
-        part = event.part
-        is_error = getattr(part, "outcome", "success") != "success"
-        try:
-            content = part.model_response_str(wrap_if_error=False)
-        except Exception:
-            content = str(part.content)
-        await self.store(
-            services.EventSpec(
-                author=Event.Author.TOOL,
-                kind=Event.Kind.TOOL_RESULT,
-                content=content,
-                metadata={
-                    "tool_name": part.tool_name,
-                    "tool_call_id": part.tool_call_id,
-                    "is_error": is_error,
-                },
-            )
-        )
-
-
-def _args(part: Any) -> Any:
-    try:
-        return part.args_as_dict()
-    except Exception:
-        return {"raw": str(part.args)}
-
-
 async def _run(
-    live: _LiveTurn,
+    live: LiveTurn,
     execution: AgentExecution,
     resume: DeferredToolResults | None = None,
     context: _TurnContext | None = None,
@@ -812,7 +569,11 @@ async def _run(
     from agents.factory import TurnDeps, build_agent, usage_limits_for
 
     started = time.monotonic()
-    stream = _Stream(live, set(resume.approvals) if resume is not None else None)
+    stream = TurnStream(
+        live.execution_id,
+        live.session_id,
+        set(resume.approvals) if resume is not None else None,
+    )
     usage_handle: Any = None
     result: Any = None
     try:
@@ -856,7 +617,7 @@ async def _run(
         messages = context.own_messages + ModelMessagesTypeAdapter.dump_python(
             result.new_messages(), mode="json"
         )
-        usage = _add_usage(context.own_usage, _usage(result.usage))
+        usage = add_usage(context.own_usage, usage_of(result.usage))
         text = stream.take_segment()
         if isinstance(output, DeferredToolRequests):
             return await _pause_for_approval(live, output, text, usage, messages)
@@ -888,7 +649,7 @@ async def _run(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        status, code, message = _classify(exc)
+        status, code, message = classify_failure(exc)
         if isinstance(exc, RunCancelled) and not isinstance(exc, RunTimedOut):
             status = (
                 Status.INTERRUPTED if live.reason == "interrupted" else Status.CANCELLED
@@ -911,20 +672,15 @@ async def _run(
         return await _finish(
             live,
             status=status,
-            usage=_usage(usage),
+            usage=usage_of(usage),
             messages=messages,
             error=(code, message),
             partial_text=partial_text,
         )
 
 
-def _add_usage(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
-    """A resumed turn's usage is the sum of its runs."""
-    return {key: before.get(key, 0) + value for key, value in now.items()}
-
-
 async def _pause_for_approval(
-    live: _LiveTurn,
+    live: LiveTurn,
     requests: DeferredToolRequests,
     text: str,
     usage: dict[str, int],
@@ -935,7 +691,7 @@ async def _pause_for_approval(
         {
             "tool_call_id": call.tool_call_id,
             "tool_name": call.tool_name,
-            "args": _args(call),
+            "args": tool_args(call),
         }
         for call in requests.approvals
     ]
@@ -972,7 +728,7 @@ def _jsonable(value: Any) -> Any:
 
 
 async def _finish(
-    live: _LiveTurn,
+    live: LiveTurn,
     *,
     status: str,
     output: Any = None,
@@ -1015,126 +771,14 @@ async def _finish(
     return execution
 
 
-# --------------------------------------------------------------------- recovery
-
-
-def lease() -> dt.timedelta:
-    """A running execution whose heartbeat is older than this belongs to a dead process."""
-    return dt.timedelta(seconds=settings.AGENTRY_TURN_LEASE)
-
-
-def sweep_stale_executions_sync(session_id: Any = None) -> int:
-    """Ends executions whose process stopped heart-beating; returns how many."""
-    finished = services.executions_sweep_stale(
-        lease=lease(), session_id=session_id, exclude=list(_live)
-    )
-    if finished:
-        from asgiref.sync import async_to_sync
-
-        for execution, events in finished:
-            frames = [event_frame(e) for e in events] + [execution_frame(execution)]
-            try:
-                async_to_sync(broadcast.publish)(execution.session_id, *frames)
-            except Exception:
-                logger.debug(
-                    "could not publish the sweep of %s", execution.pk, exc_info=True
-                )
-    return len(finished)
-
-
-async def sweep_stale_executions() -> int:
-    return await run_db(sweep_stale_executions_sync)
-
-
-# --------------------------------------------------------------------- process lifecycle
-
-_supervised_loops: set[int] = set()
-
-
-def ensure_supervisor() -> None:
-    """Starts this process's housekeeping once per event loop: the periodic
-    sweep of dead processes' turns, and (under daphne) a shutdown hook that
-    ends running turns as `interrupted` before the server stops."""
-    loop = asyncio.get_running_loop()
-    if id(loop) in _supervised_loops:
-        return
-    _supervised_loops.add(id(loop))
-    for housekeeping in (_beat_forever(), _sweep_forever()):
-        task = loop.create_task(housekeeping)
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-    _install_shutdown_hook()
-
-
-_background: set[asyncio.Task[Any]] = set()
-# Heartbeats and sweeps get a thread of their own: queued behind a busy
-# process's turn queries, a late heartbeat would get live turns swept.
-_housekeeping = ThreadPoolExecutor(
-    max_workers=1, thread_name_prefix="agentry-housekeeping"
-)
-
-
-async def _beat_forever() -> None:
-    """Extends the lease of every turn of this process, in one query."""
-    while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
-        if not _live:
-            continue
-        try:
-            await run_db_on(_housekeeping, services.execution_heartbeat, list(_live))
-        except Exception:
-            logger.warning("heartbeat of %d turn(s) failed", len(_live), exc_info=True)
-
-
-async def _sweep_forever() -> None:
-    while True:
-        try:
-            await run_db_on(_housekeeping, sweep_stale_executions_sync)
-        except Exception:
-            logger.warning("sweeping stale executions failed", exc_info=True)
-        await asyncio.sleep(SWEEP_SECONDS)
-
-
-async def interrupt_live_turns(timeout: float = 10.0) -> int:
-    """Ends every turn running in this process as `interrupted` (shutdown)."""
-    live = list(_live.values())
-    for turn in live:
-        turn.reason = "interrupted"
-        turn.token.cancel()
-    deadline = asyncio.get_running_loop().time() + timeout
-    while _live and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-    return len(live)
-
-
-def _install_shutdown_hook() -> None:
-    import sys
-
-    # Only when daphne's Twisted reactor runs this process: importing the
-    # reactor anywhere else would install one.
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is None or getattr(reactor, "_agentry_hooked", False):
-        return
-    from twisted.internet.defer import Deferred
-
-    def before_shutdown() -> Deferred:
-        return Deferred.fromFuture(asyncio.ensure_future(interrupt_live_turns()))
-
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
-    reactor._agentry_hooked = True
-
-
-def busy_frame() -> dict[str, Any]:
-    return error_frame("session_busy", "Another turn of this session is running.")
-
-
 __all__ = [
+    "POLICIES",
     "Submission",
     "TurnRejected",
     "TurnRequest",
     "cancel_turn",
-    "execution_payload",
+    "run_to_completion",
+    "submit_approval",
     "submit_turn",
-    "sweep_stale_executions",
     "wait_for_execution",
 ]

@@ -41,6 +41,14 @@ class SessionBusy(Exception):
     """Another turn of the session is running (or queued ahead)."""
 
 
+class TurnRejected(Exception):
+    """A turn (or a decision on one) was refused before anything was stored."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
 def clean_text(value: Any) -> str:
     """The text with NUL and lone surrogates replaced, so any database stores it.
 

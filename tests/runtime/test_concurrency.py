@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 
-from sessions_app import runner, services
+from sessions_app import lifecycle, services
 from sessions_app.models import AgentExecution, Event
 from tests.plugins.runtime import is_status, is_terminal
 
@@ -174,12 +174,14 @@ def test_sweep_interrupts_turns_of_dead_processes(user, make_session):
     AgentExecution.objects.filter(pk=opened.execution.pk).update(
         heartbeat_at=timezone.now() - dt.timedelta(minutes=5)
     )
-    assert runner.sweep_stale_executions_sync() == 1
+    assert lifecycle.sweep_stale_executions_sync() == 1
     execution = AgentExecution.objects.get(pk=opened.execution.pk)
     assert execution.status == "interrupted" and execution.error_code == "interrupted"
     error = Event.objects.get(session=session, kind="error")
     assert (error.error_code, error.sequence_number) == ("interrupted", 2)
-    assert runner.sweep_stale_executions_sync() == 0, "a swept turn is not swept twice"
+    assert lifecycle.sweep_stale_executions_sync() == 0, (
+        "a swept turn is not swept twice"
+    )
 
 
 def test_fresh_running_turn_is_not_swept(user, make_session):
@@ -193,7 +195,7 @@ def test_fresh_running_turn_is_not_swept(user, make_session):
         policy="reject",
         model="x",
     )
-    assert runner.sweep_stale_executions_sync() == 0
+    assert lifecycle.sweep_stale_executions_sync() == 0
 
 
 async def test_a_message_to_a_session_whose_turn_died_is_accepted(
@@ -238,7 +240,7 @@ async def test_a_process_never_sweeps_its_own_running_turns(
     await AgentExecution.objects.filter(session=session).aupdate(
         heartbeat_at=timezone.now() - dt.timedelta(minutes=5)
     )
-    assert await runner.sweep_stale_executions() == 0
+    assert await lifecycle.sweep_stale_executions() == 0
     frames = await ws.until(is_terminal)
     assert frames[-1]["execution"]["status"] == "succeeded"
     await ws.close()
@@ -247,8 +249,8 @@ async def test_a_process_never_sweeps_its_own_running_turns(
 async def test_running_turns_heart_beat(
     fake_llm, user, make_session, ws_connect, monkeypatch
 ):
-    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(runner, "_supervised_loops", set())
+    monkeypatch.setattr(lifecycle, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(lifecycle, "_supervised_loops", set())
     session = await sync_to_async(make_session)(user)
     ws = await ws_connect(user, session)
     await ws.send({"type": "message", "content": "[[tokens=60 delay=10]] keep going"})

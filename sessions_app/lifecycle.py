@@ -1,0 +1,163 @@
+"""Which turns this process runs, and what happens when a process goes away.
+
+Public surface:
+    LiveTurn, live_turns, track(execution)   turns running here (with their cancel tokens)
+    ensure_supervisor()                      starts this process's housekeeping (once per loop)
+    lease()                                  how long a silent turn is taken to be alive
+    sweep_stale_executions[_sync]()          ends turns whose process died as `interrupted`
+    interrupt_live_turns()                   ends this process's turns as `interrupted`
+
+Every turn of this process is tracked from the moment its row exists. One
+heartbeat per process extends the lease of all of them in a single UPDATE;
+every process also sweeps turns whose heartbeat is older than
+`AGENTRY_TURN_LEASE` (their process was killed or crashed). Heartbeats and
+sweeps run on a thread of their own, so a busy process never misses its own
+heartbeat behind its turns' queries. Under daphne, a clean shutdown ends the
+running turns as `interrupted` before the reactor stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from pydantic_ai import CancellationToken
+
+from sessions_app import broadcast, services
+from sessions_app.db import run_db, run_db_on
+from sessions_app.frames import event_frame, execution_frame
+from sessions_app.models import AgentExecution
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+#: How often each process looks for turns whose process died.
+SWEEP_SECONDS = 5.0
+
+
+@dataclass
+class LiveTurn:
+    execution_id: str
+    session_id: str
+    token: CancellationToken = field(default_factory=CancellationToken)
+    #: The outcome a cancel of this turn is recorded as.
+    reason: str = "cancelled"
+
+
+#: Turns of this process, by execution id.
+live_turns: dict[str, LiveTurn] = {}
+
+
+def track(execution: AgentExecution) -> LiveTurn:
+    """Registers a turn of this process as soon as its row exists, so the
+    process heart-beats it and never sweeps it."""
+    live = LiveTurn(str(execution.pk), str(execution.session_id))
+    live_turns[live.execution_id] = live
+    return live
+
+
+def lease() -> dt.timedelta:
+    """A running execution whose heartbeat is older than this belongs to a dead process."""
+    return dt.timedelta(seconds=settings.AGENTRY_TURN_LEASE)
+
+
+def sweep_stale_executions_sync(session_id: Any = None) -> int:
+    """Ends executions whose process stopped heart-beating; returns how many."""
+    finished = services.executions_sweep_stale(
+        lease=lease(), session_id=session_id, exclude=list(live_turns)
+    )
+    if finished:
+        from asgiref.sync import async_to_sync
+
+        for execution, events in finished:
+            frames = [event_frame(e) for e in events] + [execution_frame(execution)]
+            try:
+                async_to_sync(broadcast.publish)(execution.session_id, *frames)
+            except Exception:
+                logger.debug(
+                    "could not publish the sweep of %s", execution.pk, exc_info=True
+                )
+    return len(finished)
+
+
+async def sweep_stale_executions() -> int:
+    return await run_db(sweep_stale_executions_sync)
+
+
+_supervised_loops: set[int] = set()
+_background: set[asyncio.Task[Any]] = set()
+_housekeeping = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="agentry-housekeeping"
+)
+
+
+def ensure_supervisor() -> None:
+    """Starts this process's housekeeping once per event loop: heartbeats, the
+    periodic sweep and (under daphne) the shutdown hook."""
+    loop = asyncio.get_running_loop()
+    if id(loop) in _supervised_loops:
+        return
+    _supervised_loops.add(id(loop))
+    for housekeeping in (_beat_forever(), _sweep_forever()):
+        task = loop.create_task(housekeeping)
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    _install_shutdown_hook()
+
+
+async def _beat_forever() -> None:
+    """Extends the lease of every turn of this process, in one query."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        if not live_turns:
+            continue
+        try:
+            await run_db_on(
+                _housekeeping, services.execution_heartbeat, list(live_turns)
+            )
+        except Exception:
+            logger.warning(
+                "heartbeat of %d turn(s) failed", len(live_turns), exc_info=True
+            )
+
+
+async def _sweep_forever() -> None:
+    while True:
+        try:
+            await run_db_on(_housekeeping, sweep_stale_executions_sync)
+        except Exception:
+            logger.warning("sweeping stale executions failed", exc_info=True)
+        await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def interrupt_live_turns(timeout: float = 10.0) -> int:
+    """Ends every turn running in this process as `interrupted` (shutdown)."""
+    turns = list(live_turns.values())
+    for turn in turns:
+        turn.reason = "interrupted"
+        turn.token.cancel()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while live_turns and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    return len(turns)
+
+
+def _install_shutdown_hook() -> None:
+    # Only when daphne's Twisted reactor runs this process: importing the
+    # reactor anywhere else would install one.
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or getattr(reactor, "_agentry_hooked", False):
+        return
+    from twisted.internet.defer import Deferred
+
+    def before_shutdown() -> Deferred:
+        return Deferred.fromFuture(asyncio.ensure_future(interrupt_live_turns()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    reactor._agentry_hooked = True

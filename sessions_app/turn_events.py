@@ -1,0 +1,187 @@
+"""How one run's pydantic-ai events become the session's events and frames.
+
+Public surface:
+    TurnStream             partial text frames, stored tool calls and results
+    classify_failure(exc)  (status, error_code, message) for what ended a run
+    usage_of(run_usage), add_usage(a, b), tool_args(part)
+
+The runner owns the run; this module only translates what it yields.
+Streamed text is published as it arrives, one partial frame per model chunk:
+batching chunks (in a publisher task, or over a 5 ms window) was measured in
+bench.long_answers and saved under 5% of the server's CPU per token (see
+docs/performance.md), while making the frames a client sees depend on the
+server's load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from pydantic_ai import (
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    RunCancelled,
+    RunTimedOut,
+    UsageLimitExceeded,
+)
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+    UnexpectedModelBehavior,
+)
+
+from sessions_app import broadcast, services
+from sessions_app.db import run_db
+from sessions_app.frames import event_frame, partial_payload
+from sessions_app.models import AgentExecution, Event
+
+Status = AgentExecution.Status
+
+
+class TurnStream:
+    """Publishes a turn's text as partial frames and stores its tool events."""
+
+    def __init__(
+        self, execution_id: str, session_id: str, announced: set[str] | None = None
+    ) -> None:
+        self.execution_id, self.session_id = execution_id, session_id
+        self.segment: list[str] = []
+        # Calls already stored: a resumed run re-announces the approved ones.
+        self.announced = set(announced or ())
+
+    async def partial(self, text: str) -> None:
+        if not text:
+            return
+        self.segment.append(text)
+        payload = partial_payload(
+            session_id=self.session_id,
+            execution_id=self.execution_id,
+            content=text,
+            created_at=timezone.now(),
+        )
+        await broadcast.publish(self.session_id, {"type": "event", "event": payload})
+
+    async def store(self, *specs: services.EventSpec) -> None:
+        events = await run_db(
+            services.events_append,
+            self.session_id,
+            list(specs),
+            execution_id=self.execution_id,
+        )
+        await broadcast.publish(self.session_id, *(event_frame(e) for e in events))
+
+    def take_segment(self) -> str:
+        """The text streamed since the last stored event (and forgets it)."""
+        text, self.segment = "".join(self.segment), []
+        return text
+
+    async def tool_call(self, event: FunctionToolCallEvent) -> None:
+        part = event.part
+        if part.tool_call_id in self.announced:
+            return
+        self.announced.add(part.tool_call_id)
+        specs = []
+        text = self.take_segment()
+        if text:
+            # Text the model wrote before deciding to call a tool stays in the log.
+            specs.append(services.EventSpec(author=Event.Author.AGENT, content=text))
+        specs.append(
+            services.EventSpec(
+                author=Event.Author.AGENT,
+                kind=Event.Kind.TOOL_CALL,
+                content=part.tool_name,
+                metadata={
+                    "tool_name": part.tool_name,
+                    "tool_call_id": part.tool_call_id,
+                    "args": tool_args(part),
+                },
+            )
+        )
+        await self.store(*specs)
+
+    async def tool_result(self, event: FunctionToolResultEvent) -> None:
+        part = event.part
+        is_error = getattr(part, "outcome", "success") != "success"
+        try:
+            content = part.model_response_str(wrap_if_error=False)
+        except Exception:
+            content = str(part.content)
+        await self.store(
+            services.EventSpec(
+                author=Event.Author.TOOL,
+                kind=Event.Kind.TOOL_RESULT,
+                content=content,
+                metadata={
+                    "tool_name": part.tool_name,
+                    "tool_call_id": part.tool_call_id,
+                    "is_error": is_error,
+                },
+            )
+        )
+
+
+def tool_args(part: Any) -> Any:
+    try:
+        return part.args_as_dict()
+    except Exception:
+        return {"raw": str(part.args)}
+
+
+def usage_of(usage: Any) -> dict[str, int]:
+    if usage is None:
+        return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "tool_calls": 0}
+    return {
+        "requests": usage.requests,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "tool_calls": usage.tool_calls,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+
+
+def add_usage(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
+    """A resumed turn's usage is the sum of its runs."""
+    return {key: before.get(key, 0) + value for key, value in now.items()}
+
+
+def classify_failure(exc: BaseException) -> tuple[str, str, str]:
+    """(status, error_code, message) for an exception that ended a run."""
+    if isinstance(exc, RunTimedOut):
+        return Status.FAILED, "turn_timeout", "The turn took longer than allowed."
+    if isinstance(exc, RunCancelled):
+        return Status.CANCELLED, "cancelled", "The turn was cancelled."
+    if isinstance(exc, UsageLimitExceeded):
+        return Status.FAILED, "usage_limit_exceeded", str(exc)
+    if isinstance(exc, ModelTimeoutError):
+        return Status.FAILED, "model_timeout", "The model did not answer in time."
+    if isinstance(exc, ModelRateLimitError) or (
+        isinstance(exc, ModelHTTPError) and exc.status_code == 429
+    ):
+        return (
+            Status.FAILED,
+            "model_rate_limited",
+            "The model provider is rate limiting requests.",
+        )
+    if isinstance(exc, ModelAPIError | UnexpectedModelBehavior):
+        return Status.FAILED, "model_error", f"The model failed: {exc}"
+    from agents.factory import AgentConfigError
+    from tools.registry import ToolUnavailableError
+
+    if isinstance(exc, AgentConfigError):
+        return Status.FAILED, "agent_config_error", str(exc)
+    if isinstance(exc, ToolUnavailableError):
+        return Status.FAILED, "tool_unavailable", str(exc)
+    import httpx
+
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return Status.FAILED, "model_timeout", "The model did not answer in time."
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return Status.FAILED, "model_error", f"The model could not be reached: {exc}"
+    return (
+        Status.FAILED,
+        "internal_error",
+        f"The turn failed: {type(exc).__name__}: {exc}",
+    )
