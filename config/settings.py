@@ -250,7 +250,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.ErrorAwareAutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     # Counters live in the default cache (Redis when REDIS_URL is set), so the
     # limits hold across server processes. "login" counts per account name and

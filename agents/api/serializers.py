@@ -14,6 +14,7 @@ from agents.validation import (
     validate_tool_entry,
     validate_usage_limits,
 )
+from config.openapi import JSONObjectField
 
 
 def _config_check(check, value: Any) -> Any:
@@ -26,7 +27,7 @@ def _config_check(check, value: Any) -> Any:
 
 class AgentToolSerializer(serializers.ModelSerializer):
     tool = serializers.CharField(max_length=100)
-    config = serializers.JSONField(required=False, default=dict)
+    config = JSONObjectField(required=False, default=dict)
 
     class Meta:
         model = AgentTool
@@ -45,9 +46,9 @@ class AgentSerializer(serializers.ModelSerializer):
 
     owner = serializers.UUIDField(source="owner_id", read_only=True)
     tools = AgentToolSerializer(many=True, required=False)
-    model_settings = serializers.JSONField(required=False)
-    output_schema = serializers.JSONField(required=False, allow_null=True)
-    usage_limits = serializers.JSONField(required=False)
+    model_settings = JSONObjectField(required=False)
+    output_schema = JSONObjectField(required=False, allow_null=True)
+    usage_limits = JSONObjectField(required=False)
 
     class Meta:
         model = Agent

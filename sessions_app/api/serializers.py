@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from agents.models import Agent
 from agents.selectors import agents_visible_to
+from config.openapi import JSONObjectField
 from sessions_app.frames import event_payload, execution_payload
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
@@ -26,8 +27,8 @@ class SessionSerializer(serializers.ModelSerializer):
         help_text="Your agent or a public one.",
     )
     user = serializers.UUIDField(source="user_id", read_only=True)
-    state = serializers.JSONField(required=False)
-    configuration = serializers.JSONField(
+    state = JSONObjectField(required=False)
+    configuration = JSONObjectField(
         required=False,
         help_text='Session options, e.g. {"multitask": "reject" | "enqueue" | "interrupt"}.',
     )
