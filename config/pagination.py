@@ -23,6 +23,19 @@ class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF falls back to the default on a malformed page_size; refuse it,
+        # as the schema documents an integer.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw in (None, ""):
+            return self.page_size
+        return min(
+            _bounded_int(
+                request, self.page_size_query_param, self.page_size, 1, MAX_POSITION
+            ),
+            self.max_page_size,
+        )
+
 
 def _bounded_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)

@@ -7,6 +7,7 @@ user's public agent or approved listing is readable and a 403 on writes.
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -41,10 +42,26 @@ class IsOwnerOrReadOnly(permissions.BasePermission):
         return getattr(obj, owner_field) == request.user.pk
 
 
+class StrictBooleanField(forms.NullBooleanField):
+    """Refuses a value that is not a boolean (the stock field reads it as absent)."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        result = super().to_python(value)
+        if result is None:
+            raise forms.ValidationError("Must be true or false.", code="invalid")
+        return result
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
 class AgentFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=Agent.Kind.choices)
     visibility = django_filters.ChoiceFilter(choices=Agent.Visibility.choices)
-    is_active = django_filters.BooleanFilter()
+    is_active = StrictBooleanFilter()
 
     class Meta:
         model = Agent
