@@ -26,6 +26,7 @@ from django.core.exceptions import (
 )
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -184,8 +185,12 @@ def page_not_found(
     return _json_error(404, "Not found.")
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, unmatched: str = "") -> JsonResponse:
-    """The last route under /api/: unknown API paths are JSON 404 even with DEBUG."""
+    """The last route under /api/: unknown API paths are JSON 404 even with DEBUG.
+
+    Exempt from CSRF: it changes nothing, and a POST to an unknown path must
+    get this 404, not Django's HTML CSRF failure page."""
     return page_not_found(request)
 
 

@@ -23,6 +23,14 @@ class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = MAX_POSITION
+        return parameters
+
     def get_page_size(self, request: Request) -> int:
         # DRF falls back to the default on a malformed page_size; refuse it,
         # as the schema documents an integer.

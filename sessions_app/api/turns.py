@@ -187,7 +187,12 @@ class ApprovalSerializer(serializers.Serializer):
 class ExecutionApproveView(APIView):
     @extend_schema(
         request=ApprovalSerializer,
-        responses={200: TurnAnswer},
+        responses={
+            200: TurnAnswer,
+            409: OpenApiResponse(
+                description="not_awaiting_approval: the turn is not paused for approval"
+            ),
+        },
         summary="Decide on a paused turn's tool calls and run it on to its end",
     )
     def post(self, request: Request, pk: str) -> Response:

@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.errors import ApiError, PayloadTooLarge
-from config.pagination import SequencePagination
+from config.pagination import MAX_POSITION, SequencePagination
 from sessions_app import selectors
 from sessions_app.api.serializers import (
     ArtifactSerializer,
@@ -75,12 +75,16 @@ class SessionViewSet(
         parameters=[
             OpenApiParameter(
                 "after_sequence",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
                 description="Only events with a higher sequence number (default 0).",
             ),
             OpenApiParameter(
                 "limit",
-                OpenApiTypes.INT,
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": SequencePagination.max_limit,
+                },
                 description="Page size (default 100, max 1000).",
             ),
         ],
