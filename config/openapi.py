@@ -81,10 +81,10 @@ class ErrorAwareAutoSchema(AutoSchema):
             description = response.get("description") or ERROR_DESCRIPTIONS.get(
                 int(code), "Error."
             )
+            # Errors go out through the negotiated renderer, so under the
+            # view's media types (an SSE or download view's included).
             responses[code] = self._get_response_for_code(
-                OpenApiResponse(ErrorSerializer, description=description),
-                code,
-                media_types=["application/json"],
+                OpenApiResponse(ErrorSerializer, description=description), code
             )
         operation["responses"] = dict(
             sorted(responses.items(), key=lambda item: item[0])

@@ -250,7 +250,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "config.openapi.ErrorAwareAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     # Counters live in the default cache (Redis when REDIS_URL is set), so the
     # limits hold across server processes. "login" counts per account name and
@@ -313,6 +313,9 @@ AGENTRY_TURN_LEASE = env.float("AGENTRY_TURN_LEASE", default=20.0)
 AGENTRY_OFFLINE_WORD_DELAY = env.float(
     "AGENTRY_OFFLINE_WORD_DELAY", default=0.0 if TESTING else 0.012
 )
+# Streamed text arriving faster than this is sent as one partial frame per
+# window; slower streams get a frame per chunk (the first is never delayed).
+AGENTRY_STREAM_COALESCE_MS = env.float("AGENTRY_STREAM_COALESCE_MS", default=10.0)
 AGENTRY_MAX_MESSAGE_CHARS = env.int("AGENTRY_MAX_MESSAGE_CHARS", default=100_000)
 AGENTRY_MAX_WS_FRAME_BYTES = env.int("AGENTRY_MAX_WS_FRAME_BYTES", default=1024 * 1024)
 AGENTRY_MARKETPLACE_MODERATION = env.bool(
