@@ -618,6 +618,7 @@ async def _run(
             result.new_messages(), mode="json"
         )
         usage = add_usage(context.own_usage, usage_of(result.usage))
+        await stream.flush()
         text = stream.take_segment()
         if isinstance(output, DeferredToolRequests):
             return await _pause_for_approval(live, output, text, usage, messages)
@@ -647,6 +648,7 @@ async def _run(
             ),
         )
     except asyncio.CancelledError:
+        stream.discard()
         raise
     except Exception as exc:
         status, code, message = classify_failure(exc)
@@ -668,6 +670,7 @@ async def _run(
             if cancelled is not None
             else getattr(usage_handle, "usage", None)
         )
+        await stream.flush()
         partial_text = stream.take_segment()
         return await _finish(
             live,

@@ -6,17 +6,18 @@ Public surface:
     usage_of(run_usage), add_usage(a, b), tool_args(part)
 
 The runner owns the run; this module only translates what it yields.
-Streamed text is published as it arrives, one partial frame per model chunk:
-batching chunks (in a publisher task, or over a 5 ms window) was measured in
-bench.long_answers and saved under 5% of the server's CPU per token (see
-docs/performance.md), while making the frames a client sees depend on the
-server's load.
+Streamed text is coalesced over a few milliseconds (see `TurnStream`): each
+partial frame costs a channel-layer publish and a websocket send, which for a
+fast model streaming thousands of tiny chunks was most of the server's work
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from pydantic_ai import (
     FunctionToolCallEvent,
@@ -42,7 +43,15 @@ Status = AgentExecution.Status
 
 
 class TurnStream:
-    """Publishes a turn's text as partial frames and stores its tool events."""
+    """Publishes a turn's text as partial frames and stores its tool events.
+
+    Text goes out at once when the previous partial frame is older than the
+    coalescing window (`AGENTRY_STREAM_COALESCE_MS`); text arriving faster is
+    held until the window ends and sent as one frame. A model streaming
+    slower than the window gets a frame per chunk and never waits; the first
+    chunk of an answer is never delayed. Stored events first send whatever
+    text is held, so frames keep their order.
+    """
 
     def __init__(
         self, execution_id: str, session_id: str, announced: set[str] | None = None
@@ -51,20 +60,63 @@ class TurnStream:
         self.segment: list[str] = []
         # Calls already stored: a resumed run re-announces the approved ones.
         self.announced = set(announced or ())
+        self.window = settings.AGENTRY_STREAM_COALESCE_MS / 1000
+        self._held: list[str] = []
+        self._last_sent = float("-inf")
+        self._timer: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()
 
     async def partial(self, text: str) -> None:
         if not text:
             return
         self.segment.append(text)
-        payload = partial_payload(
-            session_id=self.session_id,
-            execution_id=self.execution_id,
-            content=text,
-            created_at=timezone.now(),
-        )
-        await broadcast.publish(self.session_id, {"type": "event", "event": payload})
+        self._held.append(text)
+        if self._timer is not None:
+            return  # the scheduled send takes this text too
+        wait = self._last_sent + self.window - asyncio.get_running_loop().time()
+        if wait <= 0:
+            await self._send_held()
+        else:
+            self._timer = asyncio.create_task(self._send_later(wait))
+
+    async def _send_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        # From here on the send must not be cancelled: `flush` waits for it.
+        self._timer = None
+        await self._send_held()
+
+    async def _send_held(self) -> None:
+        async with self._sending:
+            if not self._held:
+                return
+            text, self._held = "".join(self._held), []
+            self._last_sent = asyncio.get_running_loop().time()
+            payload = partial_payload(
+                session_id=self.session_id,
+                execution_id=self.execution_id,
+                content=text,
+                created_at=timezone.now(),
+            )
+            await broadcast.publish(
+                self.session_id, {"type": "event", "event": payload}
+            )
+
+    def discard(self) -> None:
+        """Drops held text and any scheduled send (the run is being torn down)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._held = []
+
+    async def flush(self) -> None:
+        """Sends any held text now (before a stored event, or at the end)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        await self._send_held()
 
     async def store(self, *specs: services.EventSpec) -> None:
+        await self.flush()
         events = await run_db(
             services.events_append,
             self.session_id,

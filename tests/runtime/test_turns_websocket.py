@@ -16,6 +16,8 @@ from tests.plugins.runtime import is_partial, is_status, is_terminal
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUICK = "[[tokens=12 delay=2]] say something"
+# Words further apart than the coalescing window each get their own frame.
+WORD_BY_WORD = "[[tokens=12 delay=30]] say something"
 SLOW = "[[tokens=400 delay=25]] take your time"
 
 
@@ -52,7 +54,7 @@ async def test_a_turn_streams_its_frames_in_order(
 ):
     session = await new_session()
     ws = await ws_connect(user, session)
-    frames = await ws.turn(QUICK)
+    frames = await ws.turn(WORD_BY_WORD)
 
     types = [(f["type"], f.get("event", {}).get("partial")) for f in frames]
     assert types[0] == ("event", False) and types[1] == ("execution", None)
@@ -66,7 +68,7 @@ async def test_a_turn_streams_its_frames_in_order(
         "message",
         1,
     )
-    assert user_event["content"] == QUICK
+    assert user_event["content"] == WORD_BY_WORD
     assert frames[1]["execution"]["status"] == "running"
 
     partials = events(frames, partial=True)
@@ -439,4 +441,18 @@ async def test_history_with_an_unanswered_tool_call_still_takes_a_new_prompt(
     assert frames[-1]["execution"]["status"] == "succeeded", frames[-1]
     sent = fake_llm.requests[-1]["messages"]
     assert any(m["role"] == "tool" and m.get("tool_call_id") == "c1" for m in sent)
+    await ws.close()
+
+
+async def test_a_fast_stream_is_coalesced_but_its_first_word_is_not_delayed(
+    fake_llm, user, new_session, ws_connect
+):
+    session = await new_session()
+    ws = await ws_connect(user, session)
+    frames = await ws.turn("[[tokens=300]] as fast as you can")
+    partials = [e["content"] for e in events(frames, partial=True)]
+    final = events(frames, partial=False)[-1]["content"]
+    assert partials[0] == "word0 ", "the first chunk goes out alone, at once"
+    assert len(partials) < 300 / 3, f"{len(partials)} frames for 300 chunks"
+    assert "".join(partials) == final
     await ws.close()
