@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, models
 from django.db.models import Q
 
 
@@ -61,7 +61,14 @@ class Session(models.Model):
                 for field in self._meta.concrete_fields
                 if not field.primary_key and field.name != "last_sequence"
             ]
-        super().save(*args, **kwargs)
+        try:
+            super().save(*args, **kwargs)
+        except DatabaseError as exc:
+            # Django's own "update_fields did not affect any rows": the session
+            # was deleted meanwhile (its turn, another request). Not recreated.
+            if type(exc) is DatabaseError and not self._state.adding:
+                raise self.DoesNotExist(f"Session {self.pk} no longer exists.") from exc
+            raise
 
 
 class AgentExecution(models.Model):

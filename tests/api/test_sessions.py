@@ -235,3 +235,14 @@ def test_executions_are_read_only(client, session):
 
 def test_invalid_execution_status_filter_is_400(client):
     assert_error(client.get("/api/executions/", {"status": "sleeping"}), 400)
+
+
+def test_a_row_deleted_under_a_request_answers_404():
+    """A view whose object is deleted mid-request (the session's save raises
+    DoesNotExist rather than recreating it) answers the JSON 404."""
+    from config.errors import api_exception_handler
+    from sessions_app.models import Session
+
+    response = api_exception_handler(Session.DoesNotExist("gone"), {})
+    assert response.status_code == 404
+    assert response.data["error"]["code"] == "not_found"

@@ -275,3 +275,13 @@ def test_saving_a_stale_session_keeps_the_event_counter(user, make_session):
     assert sequence_of(session) == [1, 2]
     stale.refresh_from_db()
     assert (stale.title, stale.last_sequence) == ("renamed while a turn runs", 2)
+
+
+def test_saving_a_session_deleted_meanwhile_does_not_recreate_it(user, make_session):
+    session = make_session(user)
+    stale = type(session).objects.get(pk=session.pk)
+    type(session).objects.filter(pk=session.pk).delete()
+    stale.title = "too late"
+    with pytest.raises(type(session).DoesNotExist):
+        stale.save()
+    assert not type(session).objects.filter(pk=session.pk).exists()
