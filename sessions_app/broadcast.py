@@ -1,14 +1,15 @@
 """The one way frames reach a session's clients: its channel-layer group.
 
 Public surface:
-    session_group(id), control_group(id)   group names
+    session_group(id), CONTROL_GROUP        group names
     publish(session_id, *frames)            sends frames, in order, to every client of the session
     Subscription, subscribe(session_id)     a session's frames, read as they come
-    send_control(session_id, message)       a message to whatever process runs the session's turn
+    send_control(message)                   a message to every server process (cancels)
 
 Every connected client (websocket consumers on any process, SSE streams, the
-terminal chat) is a member of `session_<id>`; the process running a turn
-listens on `session_<id>.control` for cancels.
+terminal chat) is a member of `session_<id>`. Every server process listens on
+one `CONTROL_GROUP` and acts on cancels of the turns it runs: cancels are
+rare, and one subscription per process is cheaper than one per turn.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ def session_group(session_id: Any) -> str:
     return f"session_{session_id}"
 
 
-def control_group(session_id: Any) -> str:
-    return f"session_{session_id}.control"
+CONTROL_GROUP = "agentry.turn-control"
 
 
 async def publish(session_id: Any, *frames: Frame) -> None:
@@ -52,9 +52,9 @@ async def publish(session_id: Any, *frames: Frame) -> None:
             return
 
 
-async def send_control(session_id: Any, message: dict[str, Any]) -> None:
+async def send_control(message: dict[str, Any]) -> None:
     layer = get_channel_layer()
-    await layer.group_send(control_group(session_id), message)
+    await layer.group_send(CONTROL_GROUP, message)
 
 
 class Subscription:

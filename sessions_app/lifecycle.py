@@ -2,7 +2,8 @@
 
 Public surface:
     LiveTurn, live_turns, track(execution)   turns running here (with their cancel tokens)
-    ensure_supervisor()                      starts this process's housekeeping (once per loop)
+    ensure_supervisor()                      starts this process's housekeeping (once per loop):
+                                             heartbeats, sweeps, cancels from other processes
     lease()                                  how long a silent turn is taken to be alive
     sweep_stale_executions[_sync]()          ends turns whose process died as `interrupted`
     interrupt_live_turns()                   ends this process's turns as `interrupted`
@@ -22,6 +23,7 @@ import asyncio
 import datetime as dt
 import logging
 import sys
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +92,8 @@ async def sweep_stale_executions() -> int:
     return await run_db(sweep_stale_executions_sync)
 
 
-_supervised_loops: set[int] = set()
+# Loops (not their ids, which a new loop may reuse) already supervised.
+_supervised_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 _background: set[asyncio.Task[Any]] = set()
 _housekeeping = ThreadPoolExecutor(
     max_workers=1, thread_name_prefix="agentry-housekeeping"
@@ -101,10 +104,10 @@ def ensure_supervisor() -> None:
     """Starts this process's housekeeping once per event loop: heartbeats, the
     periodic sweep and (under daphne) the shutdown hook."""
     loop = asyncio.get_running_loop()
-    if id(loop) in _supervised_loops:
+    if loop in _supervised_loops:
         return
-    _supervised_loops.add(id(loop))
-    for housekeeping in (_beat_forever(), _sweep_forever()):
+    _supervised_loops.add(loop)
+    for housekeeping in (_beat_forever(), _sweep_forever(), _listen_for_cancels()):
         task = loop.create_task(housekeeping)
         _background.add(task)
         task.add_done_callback(_background.discard)
@@ -134,6 +137,29 @@ async def _sweep_forever() -> None:
         except Exception:
             logger.warning("sweeping stale executions failed", exc_info=True)
         await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def _listen_for_cancels() -> None:
+    """Cancels this process's turns asked for by any process (channel layer)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    while True:
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(broadcast.CONTROL_GROUP, channel)
+            while True:
+                message = await layer.receive(channel)
+                live = live_turns.get(str(message.get("execution")))
+                if message.get("type") == "turn.cancel" and live is not None:
+                    live.reason = message.get("reason") or "cancelled"
+                    live.token.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The layer is unreachable (Redis down): listen again once it is back.
+            logger.warning("listening for cancels failed; retrying", exc_info=True)
+            await asyncio.sleep(1.0)
 
 
 async def interrupt_live_turns(timeout: float = 10.0) -> int:

@@ -27,7 +27,6 @@ events and never stored token by token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import mimetypes
@@ -36,7 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from pydantic_ai import (
     AgentRunResultEvent,
@@ -303,7 +301,6 @@ async def cancel_turn(
             live.token.cancel()
         else:
             await broadcast.send_control(
-                session_id,
                 {
                     "type": "turn.cancel",
                     "execution": str(execution_id),
@@ -382,13 +379,11 @@ async def _drive(
 ) -> AgentExecution | None:
     """Runs a tracked turn to its end; None if its session was deleted meanwhile."""
     execution_id, session_id = live.execution_id, live.session_id
-    helpers: list[asyncio.Task[Any]] = []
     try:
         if execution.status != Status.RUNNING:
             execution = await _wait_until_running(live)
             if execution is None:
                 return await run_db(AgentExecution.objects.get, pk=execution_id)
-        helpers.append(asyncio.create_task(_listen_for_cancel(live)))
         return await _run(live, execution, resume, context)
     except (AgentExecution.DoesNotExist, Session.DoesNotExist):
         # Deleting a session (or its agent) cascades to the running turn's rows.
@@ -408,8 +403,6 @@ async def _drive(
         )
         raise
     finally:
-        for helper in helpers:
-            helper.cancel()
         live_turns.pop(execution_id, None)
         _freed(session_id).set()
         _session_freed.pop((id(asyncio.get_running_loop()), session_id), None)
@@ -440,38 +433,6 @@ async def _wait_until_running(live: LiveTurn) -> AgentExecution | None:
             await asyncio.wait_for(freed.wait(), timeout=delay)
         except TimeoutError:
             delay = min(delay * 2, 0.5)
-
-
-async def _listen_for_cancel(live: LiveTurn) -> None:
-    """Relays cancels sent through the channel layer by other processes."""
-    layer = get_channel_layer()
-    group = broadcast.control_group(live.session_id)
-    try:
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
-    except Exception:
-        logger.warning(
-            "cannot listen for cancels of %s", live.session_id, exc_info=True
-        )
-        return
-    try:
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                await asyncio.sleep(1.0)
-                continue
-            if message.get("type") == "turn.cancel" and message.get("execution") in (
-                None,
-                live.execution_id,
-            ):
-                live.reason = message.get("reason") or "cancelled"
-                live.token.cancel()
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(layer.group_discard(group, channel))
 
 
 @dataclass

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import itertools
 import threading
+import weakref
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -250,7 +251,7 @@ async def test_running_turns_heart_beat(
     fake_llm, user, make_session, ws_connect, monkeypatch
 ):
     monkeypatch.setattr(lifecycle, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(lifecycle, "_supervised_loops", set())
+    monkeypatch.setattr(lifecycle, "_supervised_loops", weakref.WeakSet())
     session = await sync_to_async(make_session)(user)
     ws = await ws_connect(user, session)
     await ws.send({"type": "message", "content": "[[tokens=60 delay=10]] keep going"})
@@ -285,3 +286,22 @@ def test_saving_a_session_deleted_meanwhile_does_not_recreate_it(user, make_sess
     with pytest.raises(type(session).DoesNotExist):
         stale.save()
     assert not type(session).objects.filter(pk=session.pk).exists()
+
+
+async def test_a_cancel_sent_through_the_channel_layer_reaches_the_turn(
+    fake_llm, user, make_session, ws_connect
+):
+    """What another process does to cancel a turn it does not run."""
+    from sessions_app import broadcast
+
+    session = await sync_to_async(make_session)(user)
+    ws = await ws_connect(user, session)
+    await ws.send({"type": "message", "content": "[[tokens=300 delay=20]] long"})
+    await ws.until(lambda f: f["type"] == "event" and f["event"]["partial"])
+    execution = await AgentExecution.objects.aget(session=session)
+    await broadcast.send_control(
+        {"type": "turn.cancel", "execution": str(execution.pk)}
+    )
+    frames = await ws.until(is_terminal, timeout=5)
+    assert frames[-1]["execution"]["status"] == "cancelled"
+    await ws.close()
