@@ -57,7 +57,26 @@ def check_header_text(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-class HttpEndpointConfig(ToolConfig):
+class RemoteTargetConfig(ToolConfig):
+    """A server the tool talks to: an http(s) `url` and single-line `headers`."""
+
+    url: str = Field(max_length=2000, description="http(s) URL of the server.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent with every request."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_header_text(value)
+
+
+class HttpEndpointConfig(RemoteTargetConfig):
     name: str = Field(
         pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
         description="The tool's name as the model sees it.",
@@ -76,16 +95,6 @@ class HttpEndpointConfig(ToolConfig):
     )
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_response_chars: int = Field(default=20_000, ge=1, le=1_000_000)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return check_http_url(value)
-
-    @field_validator("headers")
-    @classmethod
-    def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_header_text(value)
 
     @field_validator("parameters")
     @classmethod

@@ -36,19 +36,14 @@ from pydantic_ai import ModelRetry, RunContext, ToolDefinition, ToolFailed
 from pydantic_ai.mcp import CallToolFunc, MCPToolset
 from pydantic_ai.toolsets import AbstractToolset
 
-from tools.base import ToolConfig
-from tools.custom import (
-    check_header_text,
-    check_http_url,
-    refuse_private_destination,
-)
+from tools.custom import RemoteTargetConfig, refuse_private_destination
 from tools.registry import ToolContext, ToolUnavailableError, register_tool
 from tools.sandbox import SandboxError
 
 logger = logging.getLogger(__name__)
 
 
-class MCPServerConfig(ToolConfig):
+class MCPServerConfig(RemoteTargetConfig):
     url: str = Field(
         max_length=2000,
         description=(
@@ -76,16 +71,6 @@ class MCPServerConfig(ToolConfig):
         le=300,
         description="Time the connection, and each request on it, may take.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return check_http_url(value)
-
-    @field_validator("headers")
-    @classmethod
-    def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_header_text(value)
 
     @field_validator("allowed_tools")
     @classmethod
