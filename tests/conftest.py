@@ -7,6 +7,8 @@ switched off for the whole run; the fake-server fixture switches them on for
 its own scope.
 """
 
+from pathlib import Path
+
 import pytest
 from pydantic_ai import models
 
@@ -17,6 +19,15 @@ pytest_plugins = [
 ]
 
 models.ALLOW_MODEL_REQUESTS = False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _static_root_exists():
+    """WhiteNoise serves STATIC_ROOT and warns on every handler it builds when
+    the directory is missing (nothing is collected for the test suite)."""
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(autouse=True)

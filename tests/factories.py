@@ -29,6 +29,8 @@ class AgentFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = "agents.Agent"
+        # The hook writes a version row; the agent itself needs no second save.
+        skip_postgeneration_save = True
 
     owner = factory.SubFactory(UserFactory)
     name = factory.Sequence(lambda n: f"Agent {n}")
