@@ -34,6 +34,10 @@ class AgentToolSerializer(serializers.ModelSerializer):
         fields = ["tool", "config", "enabled", "requires_approval"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A PATCH makes nested fields optional too, but `tools` replaces the
+        # whole list: every entry must name its tool.
+        if "tool" not in attrs:
+            raise serializers.ValidationError({"tool": ["This field is required."]})
         try:
             attrs["config"] = validate_tool_entry(attrs["tool"], attrs.get("config"))
         except AgentConfigError as exc:

@@ -220,7 +220,8 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
+            # Served as the artifact's own content type, whatever it is.
+            (200, "*/*"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The file, as an attachment."
             )
         },

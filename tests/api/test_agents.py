@@ -283,3 +283,11 @@ def test_tool_registry_lists_registered_kinds_with_their_schemas(client):
         kinds[NOTES_KIND]["config_schema"]["properties"]["limit"]["type"] == "integer"
     )
     assert CLOCK_KIND in kinds
+
+
+def test_patch_with_a_tool_entry_without_its_name_is_a_400(client, agent):
+    response = client.patch(
+        f"/api/agents/{agent.pk}/", {"tools": [{"config": {}}]}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "validation_error"
