@@ -14,6 +14,7 @@ Public surface:
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,12 +22,22 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
-_INVALID_TEXT = re.compile("[\x00\ud800-\udfff]")
+#: What PostgreSQL cannot store in text: NUL, and surrogates that pair nothing.
+INVALID_TEXT = re.compile("[\x00\ud800-\udfff]")
 INVALID_TEXT_MESSAGE = "Text may not contain NUL characters or unpaired surrogates."
 
 
 def is_invalid_text(value: str) -> bool:
-    return bool(_INVALID_TEXT.search(value))
+    return bool(INVALID_TEXT.search(value))
+
+
+def is_uuid(value: Any) -> bool:
+    """Whether `value` reads as a UUID (ids from URLs, frames and bodies)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def invalid_text_path(value: Any, path: str = "") -> str | None:

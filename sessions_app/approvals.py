@@ -12,11 +12,11 @@ call must be decided. Refusals are `TurnRejected`.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from pydantic_ai import DeferredToolResults, ToolDenied
 
+from config.validation import is_uuid
 from sessions_app.models import AgentExecution, Event
 from sessions_app.services import TurnRejected
 
@@ -24,11 +24,11 @@ from sessions_app.services import TurnRejected
 def pending_approvals(
     execution_id: Any, user_id: Any
 ) -> tuple[AgentExecution, list[dict[str, Any]]]:
-    try:
-        uuid.UUID(str(execution_id))
-    except ValueError:
-        raise TurnRejected("not_found", "No such execution.", 404) from None
-    execution = AgentExecution.objects.filter(pk=execution_id, user_id=user_id).first()
+    execution = (
+        AgentExecution.objects.filter(pk=execution_id, user_id=user_id).first()
+        if is_uuid(execution_id)
+        else None
+    )
     if execution is None:
         raise TurnRejected("not_found", "No such execution.", 404)
     if execution.status != AgentExecution.Status.AWAITING_APPROVAL:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from config.validation import is_uuid
 from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
 from sessions_app.frames import error_frame, event_frame
@@ -38,14 +38,6 @@ STREAM_UNAVAILABLE = (
     "Reconnect and resume from your last sequence number.",
 )
 RESUME_PAGE = 500
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 async def refuse_unavailable(receive, send) -> None:
@@ -85,7 +77,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_UNAUTHENTICATED)
             return
         session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
-        owned = _is_uuid(session_id) and await run_db(
+        owned = is_uuid(session_id) and await run_db(
             lambda: Session.objects.filter(pk=session_id, user_id=user.pk).exists()
         )
         if not owned:

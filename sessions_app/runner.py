@@ -56,6 +56,7 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import repair_messages
 
+from config.validation import is_invalid_text, is_uuid
 from sessions_app import approvals, broadcast, services
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, execution_frame
@@ -129,7 +130,7 @@ def validate_content(content: Any) -> str:
             f"content is longer than {settings.AGENTRY_MAX_MESSAGE_CHARS} characters.",
             413,
         )
-    if services.clean_text(content) != content:
+    if is_invalid_text(content):
         raise TurnRejected(
             "invalid_message",
             "content must not contain NUL characters or lone surrogates.",
@@ -160,7 +161,7 @@ def _attachments(request: TurnRequest) -> list[dict[str, Any]]:
     found = {
         str(a.pk): a
         for a in Artifact.objects.filter(
-            pk__in=[i for i in ids if _is_uuid(i)],
+            pk__in=[i for i in ids if is_uuid(i)],
             owner_id=request.user_id,
             session_id=request.session_id,
         )
@@ -181,16 +182,6 @@ def _attachments(request: TurnRequest) -> list[dict[str, Any]]:
         }
         for a in (found[str(i)] for i in ids)
     ]
-
-
-def _is_uuid(value: Any) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass

@@ -21,7 +21,6 @@ insert rolls back its number, so numbers are unique, gapless and in order.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +29,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.validation import INVALID_TEXT
 from sessions_app.models import AgentExecution, Event, Session
 
 Status = AgentExecution.Status
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class SessionBusy(Exception):
@@ -56,7 +54,7 @@ def clean_text(value: Any) -> str:
     is refused earlier, at the edge.
     """
     text = value if isinstance(value, str) else str(value)
-    return _UNSTORABLE.sub("\ufffd", text)
+    return INVALID_TEXT.sub("\ufffd", text)
 
 
 def clean_json(value: Any) -> Any:
