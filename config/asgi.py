@@ -12,8 +12,11 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import WebsocketAuthMiddleware  # noqa: E402
+from config.server import serve_request_bodies_to_the_app  # noqa: E402
 from sessions_app.lifecycle import ensure_supervisor  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
+
+serve_request_bodies_to_the_app()
 
 
 class TurnSupervisorMiddleware:

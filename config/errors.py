@@ -29,6 +29,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -160,7 +161,20 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     response.data = error_body(code, message, details)
+    _render_as_json(context.get("request"))
     return response
+
+
+def _render_as_json(request: Any) -> None:
+    """An error is JSON whatever the success would have been (an SSE stream, a
+    file of any type); only the browsable API keeps its HTML page."""
+    if request is None:
+        return
+    renderer = getattr(request, "accepted_renderer", None)
+    if isinstance(renderer, JSONRenderer | BrowsableAPIRenderer):
+        return
+    request.accepted_renderer = JSONRenderer()
+    request.accepted_media_type = JSONRenderer.media_type
 
 
 def _json_error(status_code: int, message: str) -> JsonResponse:

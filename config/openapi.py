@@ -14,16 +14,28 @@ responses to each operation, all with the one `Error` body of
 - 503 everywhere (database or channel layer unavailable).
 
 Statuses a view declares itself keep their description; a declared error
-without a body gets the `Error` body.
+without a body gets the `Error` body, under `application/json` only: errors
+are JSON whatever the view's other media types (an SSE stream, a download).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.db import models
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import permissions, serializers
+from rest_framework.renderers import JSONRenderer
+from rest_framework.utils.json import strict_constant
+
+from config.validation import (
+    INVALID_TEXT_MESSAGE,
+    TOO_DEEP_MESSAGE,
+    invalid_text_path,
+    is_too_deep,
+)
 
 #: Default descriptions of the standard error responses.
 ERROR_DESCRIPTIONS = {
@@ -81,10 +93,12 @@ class ErrorAwareAutoSchema(AutoSchema):
             description = response.get("description") or ERROR_DESCRIPTIONS.get(
                 int(code), "Error."
             )
-            # Errors go out through the negotiated renderer, so under the
-            # view's media types (an SSE or download view's included).
+            # Errors are JSON whatever the view's other media types
+            # (`config.errors` renders them so).
             responses[code] = self._get_response_for_code(
-                OpenApiResponse(ErrorSerializer, description=description), code
+                OpenApiResponse(ErrorSerializer, description=description),
+                code,
+                media_types=[JSONRenderer.media_type],
             )
         operation["responses"] = dict(
             sorted(responses.items(), key=lambda item: item[0])
@@ -117,10 +131,46 @@ class JSONObjectField(serializers.JSONField):
     """A JSON field whose value must be an object, and is documented as one
     (a bare `JSONField` is documented as any JSON value)."""
 
-    default_error_messages = {"not_an_object": "Must be a JSON object."}
+    default_error_messages = {
+        "not_an_object": "Must be a JSON object.",
+        "invalid_text": INVALID_TEXT_MESSAGE,
+        "too_deep": TOO_DEEP_MESSAGE,
+    }
 
     def to_internal_value(self, data: Any) -> Any:
+        if getattr(data, "is_json_string", False):
+            # A form field's JSON text; decoded as strictly as a JSON body
+            # (no NaN or Infinity, which a JSON column cannot store).
+            try:
+                data = json.loads(data, parse_constant=strict_constant)
+            except RecursionError:
+                self.fail("too_deep")
+            except ValueError:
+                self.fail("invalid")
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_an_object")
+        # Form JSON is only decoded here, after the parsers checked the
+        # request; its escapes can spell NUL or a lone surrogate.
+        if is_too_deep(value):
+            self.fail("too_deep")
+        if invalid_text_path(value):
+            self.fail("invalid_text")
         return value
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON's `true` or `false`, as documented (DRF also reads 0, 1, "yes", "on"
+    and more as booleans)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
+#: `ModelSerializer.serializer_field_mapping` with strict booleans.
+STRICT_FIELD_MAPPING = {
+    **serializers.ModelSerializer.serializer_field_mapping,
+    models.BooleanField: StrictBooleanField,
+}

@@ -243,14 +243,13 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PARSER_CLASSES": [
-        "config.validation.StrictJSONParser",
-        "config.validation.StrictFormParser",
-        "config.validation.StrictMultiPartParser",
-    ],
+    # JSON bodies only: a form cannot carry the API's lists and objects (DRF
+    # reads a `tools` or `decisions` form field as absent). The auth views
+    # also take forms, the artifact upload multipart.
+    "DEFAULT_PARSER_CLASSES": ["config.validation.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.ErrorAwareAutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     # Counters live in the default cache (Redis when REDIS_URL is set), so the
     # limits hold across server processes. "login" counts per account name and

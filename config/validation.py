@@ -7,6 +7,7 @@ checked here first and answered with a 400 instead.
 
 Public surface:
     invalid_text_path(value)   where in a JSON-like value the first bad string is
+    is_too_deep(value)         whether it nests deeper than MAX_JSON_DEPTH
     StrictJSONParser, StrictFormParser, StrictMultiPartParser   DRF parsers that refuse it
     RejectInvalidQueryMiddleware   the same check for query strings of API requests
 """
@@ -25,6 +26,30 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 #: What PostgreSQL cannot store in text: NUL, and surrogates that pair nothing.
 INVALID_TEXT = re.compile("[\x00\ud800-\udfff]")
 INVALID_TEXT_MESSAGE = "Text may not contain NUL characters or unpaired surrogates."
+
+
+#: Deepest nesting of arrays and objects accepted: far beyond any real
+#: configuration, well short of the recursion limit that encoding the value
+#: again (for the database, for a response) would hit.
+MAX_JSON_DEPTH = 100
+TOO_DEEP_MESSAGE = f"JSON may not nest more than {MAX_JSON_DEPTH} levels deep."
+
+
+def is_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether lists and mappings in `value` nest more than `limit` levels."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def is_invalid_text(value: str) -> bool:
@@ -63,6 +88,8 @@ def invalid_text_path(value: Any, path: str = "") -> str | None:
 def _check(data: Any) -> Any:
     if hasattr(data, "lists"):  # a QueryDict: every value of every key
         data = dict(data.lists())
+    if is_too_deep(data):
+        raise ParseError(TOO_DEEP_MESSAGE)
     where = invalid_text_path(data)
     if where:
         raise ParseError(f"{where}: {INVALID_TEXT_MESSAGE}")
@@ -87,8 +114,11 @@ def _refuse_oversized(parser_context: dict | None) -> None:
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         _refuse_oversized(parser_context)
-        data = super().parse(stream, media_type, parser_context)
-        _check(data)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+            _check(data)
+        except RecursionError:
+            raise ParseError(TOO_DEEP_MESSAGE) from None
         return data
 
 

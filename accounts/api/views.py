@@ -25,6 +25,14 @@ from accounts.api.serializers import (
     UserSerializer,
 )
 from accounts.api.throttles import LoginAddressRateThrottle, LoginRateThrottle
+from config.validation import (
+    StrictFormParser,
+    StrictJSONParser,
+    StrictMultiPartParser,
+)
+
+#: Credentials are flat text, so the auth views take HTML forms as well as JSON.
+AUTH_PARSERS = [StrictJSONParser, StrictFormParser, StrictMultiPartParser]
 
 
 class AnonymousAuthView(APIView):
@@ -36,6 +44,7 @@ class AnonymousAuthView(APIView):
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    parser_classes = AUTH_PARSERS
 
     def get_authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
@@ -108,6 +117,8 @@ class RefreshView(AnonymousAuthView):
 
 
 class LogoutView(APIView):
+    parser_classes = AUTH_PARSERS
+
     @extend_schema(
         request=RefreshTokenSerializer,
         responses={204: None, 401: OpenApiResponse(description="Token refused.")},

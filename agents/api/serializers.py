@@ -14,7 +14,7 @@ from agents.validation import (
     validate_tool_entry,
     validate_usage_limits,
 )
-from config.openapi import JSONObjectField
+from config.openapi import STRICT_FIELD_MAPPING, JSONObjectField
 
 
 def _config_check(check, value: Any) -> Any:
@@ -26,6 +26,7 @@ def _config_check(check, value: Any) -> Any:
 
 
 class AgentToolSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = STRICT_FIELD_MAPPING
     tool = serializers.CharField(max_length=100)
     config = JSONObjectField(required=False, default=dict)
 
@@ -48,6 +49,7 @@ class AgentToolSerializer(serializers.ModelSerializer):
 class AgentSerializer(serializers.ModelSerializer):
     """An agent with its `tools`, which are written and read as one list."""
 
+    serializer_field_mapping = STRICT_FIELD_MAPPING
     owner = serializers.UUIDField(source="owner_id", read_only=True)
     tools = AgentToolSerializer(many=True, required=False)
     model_settings = JSONObjectField(required=False)

@@ -7,7 +7,6 @@ user's public agent or approved listing is readable and a 403 on writes.
 from __future__ import annotations
 
 import django_filters
-from django import forms
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -27,6 +26,7 @@ from agents.api.serializers import (
 from agents.factory import AgentConfigError
 from agents.models import Agent, Listing
 from agents.validation import validate_tool_entry
+from config.filters import StrictBooleanFilter, StrictFilterSet
 from tools.registry import registry
 
 
@@ -42,23 +42,7 @@ class IsOwnerOrReadOnly(permissions.BasePermission):
         return getattr(obj, owner_field) == request.user.pk
 
 
-class StrictBooleanField(forms.NullBooleanField):
-    """Refuses a value that is not a boolean (the stock field reads it as absent)."""
-
-    def to_python(self, value):
-        if value in (None, ""):
-            return None
-        result = super().to_python(value)
-        if result is None:
-            raise forms.ValidationError("Must be true or false.", code="invalid")
-        return result
-
-
-class StrictBooleanFilter(django_filters.BooleanFilter):
-    field_class = StrictBooleanField
-
-
-class AgentFilter(django_filters.FilterSet):
+class AgentFilter(StrictFilterSet):
     kind = django_filters.ChoiceFilter(choices=Agent.Kind.choices)
     visibility = django_filters.ChoiceFilter(choices=Agent.Visibility.choices)
     is_active = StrictBooleanFilter()
@@ -143,7 +127,7 @@ class ToolViewSet(viewsets.ViewSet):
         return Response([kind.describe() for kind in registry.kinds()])
 
 
-class ListingFilter(django_filters.FilterSet):
+class ListingFilter(StrictFilterSet):
     category = django_filters.CharFilter(field_name="category", lookup_expr="iexact")
 
     class Meta:

@@ -15,7 +15,13 @@ from asgiref.sync import async_to_sync
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -32,8 +38,9 @@ KEEP_ALIVE_SECONDS = 15.0
 
 
 class EventStreamRenderer(BaseRenderer):
-    """Lets `Accept: text/event-stream` through content negotiation; errors
-    before the stream starts are still sent as the JSON error body."""
+    """Lets `Accept: text/event-stream` (or `?format=sse`) through content
+    negotiation; the stream itself is a `StreamingHttpResponse`, and errors
+    before it starts are JSON (`config.errors`)."""
 
     media_type = "text/event-stream"
     format = "sse"
@@ -89,11 +96,24 @@ def _run_blocking(request: runner.TurnRequest) -> AgentExecution:
         raise _rejected(exc) from None
 
 
+_STREAM_VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+STREAM_PARAMETER = OpenApiParameter(
+    "stream",
+    bool,
+    description="true: answer with the SSE stream of the turn's frames, as "
+    "`Accept: text/event-stream` or `?format=sse` do.",
+)
+
+
 def _wants_stream(request: Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "text/event-stream" in accept or request.query_params.get("stream") in (
-        "true",
-        "1",
+    raw = request.query_params.get("stream")
+    if raw is not None and raw.lower() not in _STREAM_VALUES:
+        raise serializers.ValidationError({"stream": ["Must be true or false."]})
+    return (
+        isinstance(request.accepted_renderer, EventStreamRenderer)
+        or "text/event-stream" in request.headers.get("Accept", "")
+        or (raw is not None and _STREAM_VALUES[raw.lower()])
     )
 
 
@@ -153,14 +173,21 @@ class SessionMessagesView(APIView):
 
     @extend_schema(
         request=MessageSerializer,
+        parameters=[STREAM_PARAMETER],
         responses={
-            200: TurnAnswer,
+            (200, "application/json"): TurnAnswer,
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The turn's frames as server-sent events, up to "
+                "the one that ends it.",
+            ),
             409: OpenApiResponse(description="session_busy: another turn is running"),
         },
         summary="Send a message: one turn (JSON when it ends, or an SSE stream of its frames)",
     )
     def post(self, request: Request, pk: str) -> Response | StreamingHttpResponse:
         session = get_object_or_404(Session, pk=pk, user=request.user)
+        stream = _wants_stream(request)
         body = MessageSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         turn = runner.TurnRequest(
@@ -171,7 +198,7 @@ class SessionMessagesView(APIView):
             client_message_id=body.validated_data.get("client_message_id", ""),
             multitask=body.validated_data.get("multitask"),
         )
-        if _wants_stream(request):
+        if stream:
             return _stream(turn)
         execution = _run_blocking(turn)
         return Response(_turn_answer(execution))

@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.errors import ApiError, PayloadTooLarge
+from config.filters import StrictFilterSet
 from config.pagination import MAX_POSITION, SequencePagination
 from sessions_app import selectors
 from sessions_app.api.serializers import (
@@ -41,7 +42,7 @@ from sessions_app.models import AgentExecution, Artifact, Session
 _MULTIPART_OVERHEAD = 64 * 1024
 
 
-class SessionFilter(django_filters.FilterSet):
+class SessionFilter(StrictFilterSet):
     agent = django_filters.UUIDFilter(field_name="agent_id")
 
     class Meta:
@@ -163,7 +164,7 @@ def _refuse_oversized_body(request: Request) -> None:
         raise _too_large()
 
 
-class ExecutionFilter(django_filters.FilterSet):
+class ExecutionFilter(StrictFilterSet):
     session = django_filters.UUIDFilter(field_name="session_id")
     agent = django_filters.UUIDFilter(field_name="agent_id")
     status = django_filters.ChoiceFilter(choices=AgentExecution.Status.choices)
@@ -197,7 +198,7 @@ class DownloadRenderer(BaseRenderer):
         return JSONRenderer().render(data)
 
 
-class ArtifactFilter(django_filters.FilterSet):
+class ArtifactFilter(StrictFilterSet):
     session = django_filters.UUIDFilter(field_name="session_id")
 
     class Meta:

@@ -1,0 +1,284 @@
+"""What contract fuzzing found: every bad input is a JSON 4xx, as documented.
+
+Errors are JSON whatever the success would have been (an SSE stream, a file
+of any type); a filter parameter present in the query must be valid; the API
+takes JSON bodies (forms only where they fit: auth, uploads); JSON nests at
+most `MAX_JSON_DEPTH` levels and holds no text PostgreSQL cannot store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import QueryDict
+from drf_spectacular.generators import SchemaGenerator
+
+from config.validation import MAX_JSON_DEPTH
+from sessions_app.api.serializers import SessionSerializer
+from tests.api.conftest import assert_error
+from tests.factories import AgentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_json_error(response, status: int, code: str | None = None) -> dict:
+    assert response["Content-Type"] == "application/json", response["Content-Type"]
+    return assert_error(response, status, code)
+
+
+# ---------------------------------------------------------------- errors are JSON
+
+
+@pytest.mark.parametrize(
+    "query, headers",
+    [
+        ("", {"HTTP_ACCEPT": "text/event-stream"}),
+        ("?format=sse", {}),
+        ("?stream=true", {}),
+    ],
+)
+def test_errors_of_a_streamed_turn_are_json(client, session, query, headers):
+    url = f"/api/sessions/{session.pk}/messages/{query}"
+    response = client.post(url, {"content": ""}, format="json", **headers)
+    assert_json_error(response, 400, "validation_error")
+    missing = f"/api/sessions/{AgentFactory().pk}/messages/{query}"
+    response = client.post(missing, {"content": "hi"}, format="json", **headers)
+    assert_json_error(response, 404)
+
+
+@pytest.mark.parametrize("value", ["", "maybe", "yes"])
+def test_a_malformed_stream_parameter_is_400(client, session, value):
+    response = client.post(
+        f"/api/sessions/{session.pk}/messages/?stream={value}",
+        {"content": "hi"},
+        format="json",
+    )
+    assert_json_error(response, 400, "validation_error")
+
+
+@pytest.mark.parametrize("accept", ["image/png", "*/*", "application/octet-stream"])
+def test_download_errors_are_json_whatever_the_accept_header(client, accept):
+    response = client.get(
+        f"/api/artifacts/{AgentFactory().pk}/download/", HTTP_ACCEPT=accept
+    )
+    assert_json_error(response, 404)
+
+
+def test_a_download_is_served_as_its_own_type(client, session):
+    meta = client.post(
+        f"/api/sessions/{session.pk}/artifacts/",
+        {"file": SimpleUploadedFile("dot.png", b"\x89PNG\r\n", "image/png")},
+        format="multipart",
+    ).json()
+    response = client.get(meta["download_url"], HTTP_ACCEPT="image/png")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+
+
+def test_an_empty_multipart_body_is_a_json_400(client, session):
+    response = client.generic(
+        "POST",
+        f"/api/sessions/{session.pk}/artifacts/",
+        b"--b--\r\n",
+        content_type="multipart/form-data; boundary=b",
+    )
+    assert_json_error(response, 400)
+
+
+# ---------------------------------------------------------------- the schema says so
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def test_every_error_response_is_documented_as_json_only(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if int(code) >= 400:
+                    assert list(response["content"]) == ["application/json"], (
+                        method,
+                        path,
+                        code,
+                    )
+
+
+def test_the_stream_and_the_download_are_documented_as_sent(schema):
+    messages = schema["paths"]["/api/sessions/{id}/messages/"]["post"]
+    ok = messages["responses"]["200"]["content"]
+    assert ok["text/event-stream"]["schema"] == {"type": "string"}
+    assert ok["application/json"]["schema"]["$ref"].endswith("/TurnAnswer")
+    assert {"name": "stream", "in": "query"}.items() <= next(
+        p for p in messages["parameters"] if p["name"] == "stream"
+    ).items()
+    download = schema["paths"]["/api/artifacts/{id}/download/"]["get"]
+    assert download["responses"]["200"]["content"] == {
+        "*/*": {"schema": {"type": "string", "format": "binary"}}
+    }
+
+
+def test_bodies_are_documented_as_json_except_auth_and_uploads(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" not in operation:
+                continue
+            media_types = set(operation["requestBody"]["content"])
+            if path.startswith("/api/auth/"):
+                assert "application/json" in media_types and len(media_types) == 3
+            elif path.endswith("/artifacts/"):
+                assert media_types == {"multipart/form-data"}
+            else:
+                assert media_types == {"application/json"}, (method, path)
+
+
+# ---------------------------------------------------------------- strict filters
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/sessions/?agent=",
+        "/api/sessions/?agent=not-a-uuid",
+        "/api/executions/?session=",
+        "/api/executions/?agent=",
+        "/api/executions/?status=",
+        "/api/executions/?status=nope",
+        "/api/artifacts/?session=",
+        "/api/agents/?kind=",
+        "/api/agents/?visibility=",
+        "/api/agents/?is_active=",
+        "/api/agents/?is_active=yes",
+        "/api/agents/?is_active=2",
+    ],
+)
+def test_a_filter_parameter_that_is_empty_or_malformed_is_400(client, url):
+    error = assert_json_error(client.get(url), 400, "validation_error")
+    assert set(error["details"]) == {url.split("?")[1].split("=")[0]}
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("true", True), ("1", True), ("false", False), ("0", False)]
+)
+def test_is_active_reads_true_and_false(client, user, value, expected):
+    AgentFactory(owner=user, is_active=True)
+    AgentFactory(owner=user, is_active=False)
+    body = client.get(f"/api/agents/?is_active={value}").json()
+    assert [agent["is_active"] for agent in body["results"]] == [expected]
+
+
+def test_text_filters_take_the_empty_string(client, session):
+    assert client.get("/api/sessions/?external_session_id=").status_code == 200
+    assert client.get("/api/artifacts/?name=").status_code == 200
+    assert client.get("/api/marketplace/?category=").status_code == 200
+
+
+def test_a_filter_for_an_existing_agent_still_filters(client, session, user):
+    AgentFactory(owner=user)
+    body = client.get(f"/api/sessions/?agent={session.agent_id}").json()
+    assert [s["id"] for s in body["results"]] == [str(session.pk)]
+
+
+# ---------------------------------------------------------------- bodies
+
+
+@pytest.mark.parametrize("format_", ["multipart", None])
+def test_resource_bodies_must_be_json(client, agent, format_):
+    body = {"agent": str(agent.pk), "title": "t"}
+    if format_:
+        response = client.post("/api/sessions/", body, format=format_)
+    else:
+        response = client.post(
+            "/api/sessions/",
+            "agent=x&title=t",
+            content_type="application/x-www-form-urlencoded",
+        )
+    assert_json_error(response, 415, "unsupported_media_type")
+    assert client.post("/api/sessions/", body, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 5000])
+def test_json_nested_too_deep_is_400(client, agent, depth):
+    nested = "[" * depth + "]" * depth
+    response = client.post(
+        "/api/sessions/",
+        '{"agent": "' + str(agent.pk) + '", "state": {"a": ' + nested + "}}",
+        content_type="application/json",
+    )
+    assert_json_error(response, 400, "parse_error")
+
+
+def test_json_nested_up_to_the_limit_is_stored(client, agent):
+    depth = MAX_JSON_DEPTH - 2  # the body and `state` are two levels
+    nested = json.loads("[" * depth + "]" * depth)
+    response = client.post(
+        "/api/sessions/",
+        {"agent": str(agent.pk), "state": {"a": nested}},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("key", ["\\udc00", "a\\u0000"])
+def test_json_object_keys_with_text_postgresql_cannot_store_are_400(client, agent, key):
+    response = client.post(
+        "/api/sessions/",
+        '{"agent": "' + str(agent.pk) + '", "state": {"' + key + '": 1}}',
+        content_type="application/json",
+    )
+    assert_json_error(response, 400, "parse_error")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"\\udc00": 1}', "unpaired surrogates"),
+        ('{"a": "\\u0000"}', "NUL"),
+        ('{"a": NaN}', "valid JSON"),
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "levels deep"),
+        ('{"a": ' + "[" * 200 + "]" * 200 + "}", "levels deep"),
+    ],
+)
+def test_a_json_object_field_decoded_from_form_text_is_as_strict(
+    rf, user, agent, text, message
+):
+    form = QueryDict(mutable=True)
+    form.update({"agent": str(agent.pk), "state": text})
+    request = rf.post("/")
+    request.user = user
+    serializer = SessionSerializer(data=form, context={"request": request})
+    assert not serializer.is_valid()
+    assert message in str(serializer.errors["state"][0])
+
+
+def test_the_auth_views_still_take_forms(api_client):
+    response = api_client.post(
+        "/api/auth/register",
+        {"username": "formuser", "email": "f@example.com", "password": "x"},
+        format="multipart",
+    )
+    assert_json_error(response, 400, "validation_error")
+    assert "password" in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"is_active": 0},
+        {"is_active": "yes"},
+        {"tools": [{"tool": "test_clock", "enabled": 1}]},
+        {"tools": [{"tool": "test_clock", "requires_approval": "on"}]},
+    ],
+)
+def test_booleans_are_json_booleans(client, agent, body):
+    response = client.patch(f"/api/agents/{agent.pk}/", body, format="json")
+    assert_json_error(response, 400, "validation_error")
+    assert (
+        client.patch(
+            f"/api/agents/{agent.pk}/", {"is_active": False}, format="json"
+        ).json()["is_active"]
+        is False
+    )
