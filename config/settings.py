@@ -315,6 +315,11 @@ AGENTRY_OFFLINE_WORD_DELAY = env.float(
 # Streamed text arriving faster than this is sent as one partial frame per
 # window; slower streams get a frame per chunk (the first is never delayed).
 AGENTRY_STREAM_COALESCE_MS = env.float("AGENTRY_STREAM_COALESCE_MS", default=10.0)
+# The partial frames per second all turns of one process may send together;
+# beyond it each turn's window widens (0 keeps the fixed window).
+AGENTRY_STREAM_FRAMES_PER_SECOND = env.float(
+    "AGENTRY_STREAM_FRAMES_PER_SECOND", default=100.0
+)
 AGENTRY_MAX_MESSAGE_CHARS = env.int("AGENTRY_MAX_MESSAGE_CHARS", default=100_000)
 AGENTRY_MAX_WS_FRAME_BYTES = env.int("AGENTRY_MAX_WS_FRAME_BYTES", default=1024 * 1024)
 AGENTRY_MARKETPLACE_MODERATION = env.bool(

@@ -7,7 +7,9 @@ Public surface:
     send_control(message)                   a message to every server process (cancels)
 
 Every connected client (websocket consumers on any process, SSE streams, the
-terminal chat) is a member of `session_<id>`. Every server process listens on
+terminal chat) is a member of `session_<id>`. Frames published together travel
+as one channel-layer message (a list), so a turn's opening and closing frames
+cost one publish each. Every server process listens on
 one `CONTROL_GROUP` and acts on cancels of the turns it runs: cancels are
 rare, and one subscription per process is cheaper than one per turn.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,7 +29,8 @@ from sessions_app.frames import Frame
 
 logger = logging.getLogger(__name__)
 
-FRAME_MESSAGE = "session.frame"
+#: A channel-layer message carrying a list of frames, in order.
+FRAMES_MESSAGE = "session.frames"
 
 
 def session_group(session_id: Any) -> str:
@@ -37,19 +41,20 @@ CONTROL_GROUP = "agentry.turn-control"
 
 
 async def publish(session_id: Any, *frames: Frame) -> None:
-    """Broadcasts frames; a channel-layer outage is logged, never raised.
+    """Broadcasts frames, in order; a channel-layer outage is logged, never raised.
 
     Stored events are already committed when they are published, so a client
     that misses a frame recovers it with `resume`.
     """
-    layer = get_channel_layer()
+    if not frames:
+        return
     group = session_group(session_id)
-    for frame in frames:
-        try:
-            await layer.group_send(group, {"type": FRAME_MESSAGE, "frame": frame})
-        except Exception:
-            logger.warning("could not publish a frame to %s", group, exc_info=True)
-            return
+    try:
+        await get_channel_layer().group_send(
+            group, {"type": FRAMES_MESSAGE, "frames": list(frames)}
+        )
+    except Exception:
+        logger.warning("could not publish frames to %s", group, exc_info=True)
 
 
 async def send_control(message: dict[str, Any]) -> None:
@@ -67,6 +72,7 @@ class Subscription:
         self.group = session_group(session_id)
         self.layer = get_channel_layer()
         self.channel = ""
+        self._pending: deque[Frame] = deque()
 
     async def open(self) -> Subscription:
         self.channel = await self.layer.new_channel()
@@ -75,15 +81,16 @@ class Subscription:
 
     async def next(self, timeout: float | None = None) -> Frame | None:
         """The next frame, or None when `timeout` seconds pass without one."""
-        while True:
+        while not self._pending:
             try:
                 message = await asyncio.wait_for(
                     self.layer.receive(self.channel), timeout
                 )
             except TimeoutError:
                 return None
-            if message.get("type") == FRAME_MESSAGE:
-                return message["frame"]
+            if message.get("type") == FRAMES_MESSAGE:
+                self._pending.extend(message["frames"])
+        return self._pending.popleft()
 
     async def close(self) -> None:
         try:

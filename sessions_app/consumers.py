@@ -226,12 +226,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every message,
-        # a worker-thread round trip; relaying a frame touches no database,
-        # and a streamed answer is a frame per chunk.
-        if message.get("type") == broadcast.FRAME_MESSAGE:
-            await self.session_frame(message)
+        # a worker-thread round trip; relaying frames touches no database,
+        # and a streamed answer is a message every few milliseconds.
+        if message.get("type") == broadcast.FRAMES_MESSAGE:
+            await self.session_frames(message)
         else:
             await super().dispatch(message)
 
-    async def session_frame(self, message: dict[str, Any]) -> None:
-        await self.send_frame(message["frame"])
+    async def session_frames(self, message: dict[str, Any]) -> None:
+        for frame in message["frames"]:
+            await self.send_frame(frame)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from pydantic_ai import (
     AgentRunResultEvent,
     BinaryContent,
@@ -56,6 +57,7 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import repair_messages
 
+from agents.models import Agent
 from config.validation import is_invalid_text, is_uuid
 from sessions_app import approvals, broadcast, services
 from sessions_app.db import run_db
@@ -63,6 +65,7 @@ from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import (
     LiveTurn,
     ensure_supervisor,
+    lease,
     live_turns,
     sweep_stale_executions_sync,
     track,
@@ -199,7 +202,10 @@ def _open(request: TurnRequest) -> _Opened:
     session = Session.objects.select_related("agent").get(pk=request.session_id)
     policy = _policy(request, session)
     attachments = _attachments(request)
-    sweep_stale_executions_sync(session_id=session.pk)
+    unfinished = services.unfinished_turns(session.pk)
+    if any(_is_stale(turn) for turn in unfinished):
+        sweep_stale_executions_sync(session_id=session.pk)
+        unfinished = services.unfinished_turns(session.pk)
     opened = services.turn_open(
         session=session,
         user_id=request.user_id,
@@ -208,16 +214,31 @@ def _open(request: TurnRequest) -> _Opened:
         client_message_id=request.client_message_id or "",
         policy="reject" if policy == "reject" else "enqueue",
         model=session.agent.model or settings.AGENTRY_DEFAULT_MODEL,
+        busy=any(turn.active for turn in unfinished),
     )
     if opened.duplicate:
         return _Opened(opened, policy)
-    abandoned = _abandon_approvals(session.pk)
-    context = (
-        _load_context(str(opened.execution.pk))
-        if opened.execution.status == Status.RUNNING
-        else None
+    abandoned = (
+        _abandon_approvals(session.pk)
+        if any(turn.status == Status.AWAITING_APPROVAL for turn in unfinished)
+        else []
     )
+    context = None
+    if opened.execution.status == Status.RUNNING:
+        context = _context_of(
+            opened.execution, session, session.agent, attachments=attachments
+        )
     return _Opened(opened, policy, abandoned, context)
+
+
+def _is_stale(turn: services.UnfinishedTurn) -> bool:
+    """An active turn no process has heart-beaten within the lease."""
+    return (
+        turn.active
+        and str(turn.pk) not in live_turns
+        and turn.heartbeat_at is not None
+        and turn.heartbeat_at < timezone.now() - lease()
+    )
 
 
 def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
@@ -442,7 +463,31 @@ def _load_context(execution_id: str, resuming: bool = False) -> _TurnContext:
     execution = AgentExecution.objects.select_related("session", "agent").get(
         pk=execution_id
     )
-    session, agent = execution.session, execution.agent
+    if resuming:
+        return _context_of(execution, execution.session, execution.agent, resuming=True)
+    user_event = (
+        Event.objects.filter(execution_id=execution.pk, author=Event.Author.USER)
+        .only("metadata")
+        .first()
+    )
+    attachments = (
+        (user_event.metadata or {}).get("attachments", []) if user_event else []
+    )
+    return _context_of(
+        execution, execution.session, execution.agent, attachments=attachments
+    )
+
+
+def _context_of(
+    execution: AgentExecution,
+    session: Session,
+    agent: Agent,
+    *,
+    attachments: list[dict[str, Any]] | None = None,
+    resuming: bool = False,
+) -> _TurnContext:
+    """What a run of `execution` needs: the agent's config, the session's
+    state and the model history of the session's earlier turns."""
     previous = (
         AgentExecution.objects.filter(session_id=session.pk, finished_at__isnull=False)
         .exclude(pk=execution.pk)
@@ -471,21 +516,13 @@ def _load_context(execution_id: str, resuming: bool = False) -> _TurnContext:
             own_messages=own,
             own_usage=dict(execution.usage or {}),
         )
-    user_event = (
-        Event.objects.filter(execution_id=execution.pk, author=Event.Author.USER)
-        .only("metadata")
-        .first()
-    )
-    attachments = (
-        (user_event.metadata or {}).get("attachments", []) if user_event else []
-    )
     return _TurnContext(
         config=agent.config_snapshot(),
         state=dict(session.state or {}),
         user_id=execution.user_id,
         agent_id=agent.pk,
         history=history,
-        prompt=_prompt(execution.input, attachments),
+        prompt=_prompt(execution.input, attachments or []),
     )
 
 
@@ -632,6 +669,8 @@ async def _run(
             error=(code, message),
             partial_text=partial_text,
         )
+    finally:
+        stream.close()
 
 
 async def _pause_for_approval(

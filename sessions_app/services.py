@@ -4,6 +4,7 @@ Public surface (all synchronous; call them through `sessions_app.db.run_db` from
 async code):
     clean_text(value), clean_json(value)   what PostgreSQL can store, from any text
     event_append(...)                       one event with the next sequence number
+    unfinished_turns(session_id)            the session's queued, running and paused turns
     turn_open(...)                          the user's event and its execution, atomically
     execution_promote(execution_id)         queued -> running when the session is free
     execution_finish(...)                   final status, output, usage, messages, and its events
@@ -25,8 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from config.validation import INVALID_TEXT
@@ -82,18 +82,37 @@ class EventSpec:
 
 
 def _allocate(session_id: Any, count: int) -> int:
-    """Reserves `count` sequence numbers; returns the first. Call inside atomic()."""
-    updated = Session.objects.filter(pk=session_id).update(
-        last_sequence=F("last_sequence") + count, updated_at=timezone.now()
+    """Reserves `count` sequence numbers; returns the first. Call inside atomic().
+
+    One `UPDATE ... RETURNING` (PostgreSQL, SQLite >= 3.35) both takes the
+    session's row lock and reads the new last number: this runs for every
+    stored event.
+    """
+    connection = connections[router.db_for_write(Session)]
+    table = connection.ops.quote_name(Session._meta.db_table)
+    column = connection.ops.quote_name("last_sequence")
+    stamp = connection.ops.quote_name("updated_at")
+    key = connection.ops.quote_name(Session._meta.pk.column)
+    # Only quoted identifiers from the model's own metadata are interpolated.
+    sql = (
+        f"UPDATE {table} SET {column} = {column} + %s, {stamp} = %s "
+        f"WHERE {key} = %s RETURNING {column}"
     )
-    if not updated:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                count,
+                Session._meta.get_field("updated_at").get_db_prep_value(
+                    timezone.now(), connection
+                ),
+                Session._meta.pk.get_db_prep_value(session_id, connection),
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
         raise Session.DoesNotExist(f"Session {session_id} does not exist.")
-    last = (
-        Session.objects.filter(pk=session_id)
-        .values_list("last_sequence", flat=True)
-        .get()
-    )
-    return last - count + 1
+    return row[0] - count + 1
 
 
 def events_append(
@@ -102,7 +121,9 @@ def events_append(
     """Appends events in order, numbered in the same transaction."""
     if not specs:
         return []
-    with transaction.atomic():
+    # Inside a caller's transaction no savepoint is needed: any failure here
+    # rolls the caller back too.
+    with transaction.atomic(savepoint=False):
         first = _allocate(session_id, len(specs))
         events = [
             Event(
@@ -145,6 +166,29 @@ def _existing(session_id: Any, client_message_id: str) -> AgentExecution | None:
     ).first()
 
 
+@dataclass(frozen=True)
+class UnfinishedTurn:
+    pk: Any
+    status: str
+    heartbeat_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in AgentExecution.ACTIVE_STATUSES
+
+
+def unfinished_turns(session_id: Any) -> list[UnfinishedTurn]:
+    """The session's queued, running and awaiting-approval executions: what a
+    new message must wait for, sweep or abandon, read in one query."""
+    return [
+        UnfinishedTurn(*row)
+        for row in AgentExecution.objects.filter(
+            session_id=session_id,
+            status__in=(*AgentExecution.ACTIVE_STATUSES, Status.AWAITING_APPROVAL),
+        ).values_list("pk", "status", "heartbeat_at")
+    ]
+
+
 def turn_open(
     *,
     session: Session,
@@ -154,26 +198,29 @@ def turn_open(
     client_message_id: str,
     policy: str,
     model: str,
+    busy: bool | None = None,
 ) -> OpenedTurn:
     """Stores the user's message and its execution in one transaction.
 
-    With the `reject` policy the execution starts `running`, and a running turn
-    of the session refuses it (the partial unique index decides, across
-    processes) without storing anything. `enqueue` and `interrupt` store it
-    `queued`; the caller promotes it when the session is free.
+    With the `reject` policy the execution starts `running`, and a queued or
+    running turn of the session refuses it without storing anything (between
+    processes the partial unique index on running turns decides). `enqueue`
+    and `interrupt` store it `queued`; the caller promotes it when the session
+    is free. `busy` is whether the session has a queued or running turn, when
+    the caller has just looked (`unfinished_turns`); otherwise it is read here.
     """
     existing = _existing(session.pk, client_message_id)
     if existing is not None:
         return OpenedTurn(existing, None, duplicate=True)
     now = timezone.now()
     queued = policy != "reject"
-    if (
-        not queued
-        and AgentExecution.objects.filter(
-            session_id=session.pk, status__in=AgentExecution.ACTIVE_STATUSES
-        ).exists()
-    ):
-        raise SessionBusy
+    if not queued:
+        if busy is None:
+            busy = AgentExecution.objects.filter(
+                session_id=session.pk, status__in=AgentExecution.ACTIVE_STATUSES
+            ).exists()
+        if busy:
+            raise SessionBusy
     try:
         with transaction.atomic():
             execution = AgentExecution.objects.create(
@@ -233,6 +280,20 @@ def execution_promote(execution_id: Any) -> AgentExecution | None:
     return execution
 
 
+#: What finishing writes (the input and the rest of the row stay as they are).
+_FINISH_FIELDS = (
+    "status",
+    "output",
+    "usage",
+    "messages",
+    "error_code",
+    "error_message",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+)
+
+
 def execution_finish(
     execution_id: Any,
     *,
@@ -267,7 +328,7 @@ def execution_finish(
         execution.duration_ms = max(
             0, int((now - execution.started_at).total_seconds() * 1000)
         )
-        execution.save()
+        execution.save(update_fields=_FINISH_FIELDS)
         stored = events_append(
             execution.session_id, list(events), execution_id=execution.pk
         )

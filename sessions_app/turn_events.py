@@ -9,13 +9,15 @@ The runner owns the run; this module only translates what it yields.
 Streamed text is coalesced over a few milliseconds (see `TurnStream`): each
 partial frame costs a channel-layer publish and a websocket send, which for a
 fast model streaming thousands of tiny chunks was most of the server's work
-(docs/performance.md).
+(docs/performance.md). The window widens with the number of turns streaming
+in the process, so a busy process sends fewer, larger frames instead of
+spending its CPU on frames.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -46,12 +48,24 @@ class TurnStream:
     """Publishes a turn's text as partial frames and stores its tool events.
 
     Text goes out at once when the previous partial frame is older than the
-    coalescing window (`AGENTRY_STREAM_COALESCE_MS`); text arriving faster is
-    held until the window ends and sent as one frame. A model streaming
-    slower than the window gets a frame per chunk and never waits; the first
-    chunk of an answer is never delayed. Stored events first send whatever
-    text is held, so frames keep their order.
+    coalescing window; text arriving faster is held until the window ends and
+    sent as one frame. A model streaming slower than the window gets a frame
+    per chunk and never waits; the first chunk of an answer is never delayed.
+    Stored events first send whatever text is held, so frames keep their
+    order.
+
+    The window is `AGENTRY_STREAM_COALESCE_MS`, widened so that the turns
+    streaming in this process together send at most
+    `AGENTRY_STREAM_FRAMES_PER_SECOND` partial frames per second: up to 10
+    concurrent turns keep the base window; at 50 and the default budget of
+    100, each turn's text goes out every 500 ms. Under such load the chunks of
+    one turn arrive slower than any fixed window (the event loop serves every
+    turn in between), so only a window that follows the load saves frames;
+    each frame costs the process about 1 ms of CPU (publish, relay, send).
     """
+
+    #: Turns streaming in this process (between construction and `close`).
+    streaming: ClassVar[set[TurnStream]] = set()
 
     def __init__(
         self, execution_id: str, session_id: str, announced: set[str] | None = None
@@ -60,11 +74,25 @@ class TurnStream:
         self.segment: list[str] = []
         # Calls already stored: a resumed run re-announces the approved ones.
         self.announced = set(announced or ())
-        self.window = settings.AGENTRY_STREAM_COALESCE_MS / 1000
         self._held: list[str] = []
         self._last_sent = float("-inf")
         self._timer: asyncio.Task[None] | None = None
         self._sending = asyncio.Lock()
+        TurnStream.streaming.add(self)
+
+    def close(self) -> None:
+        """The turn's run is over: it no longer counts towards the load."""
+        self.discard()
+        TurnStream.streaming.discard(self)
+
+    @staticmethod
+    def window() -> float:
+        """Seconds over which one turn's text is coalesced, at the current load."""
+        base = settings.AGENTRY_STREAM_COALESCE_MS / 1000
+        budget = settings.AGENTRY_STREAM_FRAMES_PER_SECOND
+        if budget <= 0:
+            return base
+        return max(base, len(TurnStream.streaming) / budget)
 
     async def partial(self, text: str) -> None:
         if not text:
@@ -73,7 +101,7 @@ class TurnStream:
         self._held.append(text)
         if self._timer is not None:
             return  # the scheduled send takes this text too
-        wait = self._last_sent + self.window - asyncio.get_running_loop().time()
+        wait = self._last_sent + self.window() - asyncio.get_running_loop().time()
         if wait <= 0:
             await self._send_held()
         else:
