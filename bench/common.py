@@ -176,6 +176,7 @@ class TurnRecord:
     latency: float
     ok: bool
     error: str = ""
+    frames: int = 0
 
 
 @dataclass
@@ -203,6 +204,10 @@ class Sample:
 
     def ttfts(self) -> list[float]:
         return [r.ttft for r in self.records if r.ok and r.ttft is not None]
+
+    def frames_per_turn(self) -> float:
+        ok = [r.frames for r in self.records if r.ok]
+        return sum(ok) / len(ok) if ok else 0.0
 
     def errors(self) -> list[str]:
         return sorted({r.error for r in self.records if r.error})[:5]
@@ -372,11 +377,13 @@ async def _ws_session(
 async def _ws_turn(ws: Any, message: str, timeout: float) -> TurnRecord:
     started = time.perf_counter()
     first: float | None = None
+    frames = 0
     await ws.send(message)
     try:
         async with asyncio.timeout(timeout):
             while True:
                 raw = await ws.recv()
+                frames += 1
                 # Cheap checks first: the client must not be the bottleneck.
                 if first is None and '"partial": true' in raw:
                     first = time.perf_counter() - started
@@ -388,11 +395,16 @@ async def _ws_turn(ws: Any, message: str, timeout: float) -> TurnRecord:
                             time.perf_counter() - started,
                             status == "succeeded",
                             "" if status == "succeeded" else f"execution {status}",
+                            frames,
                         )
                 elif raw.startswith('{"type": "error"'):
                     code = json.loads(raw)["error"]["code"]
                     return TurnRecord(
-                        first, time.perf_counter() - started, False, f"error {code}"
+                        first,
+                        time.perf_counter() - started,
+                        False,
+                        f"error {code}",
+                        frames,
                     )
     except TimeoutError:
         return TurnRecord(first, timeout, False, "timeout")

@@ -45,6 +45,7 @@ def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]
     tput = median([s.throughput for s in samples])
     latencies = [x for s in samples for x in s.latencies()]
     cpu = median([s.cpu / max(1, s.turns) for s in samples])
+    frames = median([s.frames_per_turn() for s in samples])
     return (
         label,
         str(sum(s.turns for s in samples)),
@@ -53,6 +54,7 @@ def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]
         fmt(percentile(latencies, 50)),
         fmt(percentile(latencies, 95)),
         fmt(cpu),
+        "" if label == "bare" else f"{frames:.1f}",
         "" if label == "bare" else fmt(tput / bare_tput, "x"),
     )
 
@@ -107,7 +109,17 @@ def main() -> int:
     report.table(
         f"throughput [{args.backend}]: {SESSIONS} sessions x {turns} turns, "
         f"{WORKLOAD.tokens}-token answers, no model delay; median of {rounds} rounds",
-        ("", "turns", "failed", "turns/s", "turn p50", "turn p95", "cpu/turn", "ratio"),
+        (
+            "",
+            "turns",
+            "failed",
+            "turns/s",
+            "turn p50",
+            "turn p95",
+            "cpu/turn",
+            "frames/turn",
+            "ratio",
+        ),
         [
             _row("bare", bare, bare_tput),
             _row("agentry 1 process", one, bare_tput),
@@ -122,6 +134,9 @@ def main() -> int:
         "two_processes_ratio": rounded(two_tput / bare_tput, 3),
         "bare_cpu_per_turn": rounded(median([s.cpu / s.turns for s in bare])),
         "one_process_cpu_per_turn": rounded(median([s.cpu / s.turns for s in one])),
+        "one_process_frames_per_turn": rounded(
+            median([s.frames_per_turn() for s in one]), 1
+        ),
         "failed": sum(s.failed for s in one + two),
         "errors": sorted({e for s in one + two for e in s.errors()}),
     }
