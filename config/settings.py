@@ -320,6 +320,10 @@ AGENTRY_STREAM_COALESCE_MS = env.float("AGENTRY_STREAM_COALESCE_MS", default=10.
 AGENTRY_STREAM_FRAMES_PER_SECOND = env.float(
     "AGENTRY_STREAM_FRAMES_PER_SECOND", default=100.0
 )
+# How many earlier turns of a session the model sees (0: all of them). The
+# event log keeps everything; a bound makes a long session's turn cost what a
+# short one's does (docs/performance.md, history growth).
+AGENTRY_HISTORY_TURNS = env.int("AGENTRY_HISTORY_TURNS", default=0)
 AGENTRY_MAX_MESSAGE_CHARS = env.int("AGENTRY_MAX_MESSAGE_CHARS", default=100_000)
 AGENTRY_MAX_WS_FRAME_BYTES = env.int("AGENTRY_MAX_WS_FRAME_BYTES", default=1024 * 1024)
 AGENTRY_MARKETPLACE_MODERATION = env.bool(

@@ -487,15 +487,19 @@ def _context_of(
     resuming: bool = False,
 ) -> _TurnContext:
     """What a run of `execution` needs: the agent's config, the session's
-    state and the model history of the session's earlier turns."""
+    state and the model history of the session's earlier turns (all of them,
+    or the last `AGENTRY_HISTORY_TURNS`)."""
     previous = (
         AgentExecution.objects.filter(session_id=session.pk, finished_at__isnull=False)
         .exclude(pk=execution.pk)
-        .order_by("created_at")
+        .order_by("-created_at")
         .values_list("messages", flat=True)
     )
+    if settings.AGENTRY_HISTORY_TURNS:
+        # Whole turns only: a turn's tool calls and their results stay together.
+        previous = previous[: settings.AGENTRY_HISTORY_TURNS]
     history: list[Any] = []
-    for messages in previous:
+    for messages in reversed(list(previous)):
         if messages:
             history.extend(ModelMessagesTypeAdapter.validate_python(messages))
     # A turn cancelled (or left awaiting approval) between a tool call and its

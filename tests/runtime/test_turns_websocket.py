@@ -493,3 +493,22 @@ async def test_a_lone_turn_keeps_the_base_window(
     assert len(partials) >= 6, partials
     assert "".join(partials) == events(frames, partial=False)[-1]["content"]
     await ws.close()
+
+
+async def test_a_history_bound_keeps_the_last_whole_turns(
+    fake_llm, user, new_session, ws_connect, settings
+):
+    settings.AGENTRY_HISTORY_TURNS = 2
+    session = await new_session()
+    ws = await ws_connect(user, session)
+    for n in range(4):
+        await ws.turn(f"[[tokens=2]] question {n}")
+    await ws.turn("[[tokens=2]] and now?")
+
+    sent = [str(m.get("content")) for m in fake_llm.requests[-1]["messages"]]
+    asked = [c for c in sent if "question" in c]
+    assert [c.split("]] ")[-1] for c in asked] == ["question 2", "question 3"]
+    assert "and now?" in sent[-1]
+    # The log keeps every turn.
+    assert len(await stored_log(session)) == 10
+    await ws.close()
