@@ -20,22 +20,14 @@ are JSON whatever the view's other media types (an SSE stream, a download).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from django.db import models
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 from rest_framework.renderers import JSONRenderer
-from rest_framework.utils.json import strict_constant
 
-from config.validation import (
-    INVALID_TEXT_MESSAGE,
-    TOO_DEEP_MESSAGE,
-    invalid_text_path,
-    is_too_deep,
-)
+from config.serializers import StrictCharField
 
 #: Default descriptions of the standard error responses.
 ERROR_DESCRIPTIONS = {
@@ -54,8 +46,8 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code.")
-    message = serializers.CharField(help_text="Human-readable explanation.")
+    code = StrictCharField(help_text="Stable machine-readable code.")
+    message = StrictCharField(help_text="Human-readable explanation.")
     details = serializers.DictField(
         child=serializers.JSONField(),
         help_text="Field errors or other context; may be empty.",
@@ -124,53 +116,3 @@ class ErrorAwareAutoSchema(AutoSchema):
         if self.view.get_throttles():
             statuses.add(429)
         return statuses
-
-
-@extend_schema_field({"type": "object", "additionalProperties": {}})
-class JSONObjectField(serializers.JSONField):
-    """A JSON field whose value must be an object, and is documented as one
-    (a bare `JSONField` is documented as any JSON value)."""
-
-    default_error_messages = {
-        "not_an_object": "Must be a JSON object.",
-        "invalid_text": INVALID_TEXT_MESSAGE,
-        "too_deep": TOO_DEEP_MESSAGE,
-    }
-
-    def to_internal_value(self, data: Any) -> Any:
-        if getattr(data, "is_json_string", False):
-            # A form field's JSON text; decoded as strictly as a JSON body
-            # (no NaN or Infinity, which a JSON column cannot store).
-            try:
-                data = json.loads(data, parse_constant=strict_constant)
-            except RecursionError:
-                self.fail("too_deep")
-            except ValueError:
-                self.fail("invalid")
-        value = super().to_internal_value(data)
-        if not isinstance(value, dict):
-            self.fail("not_an_object")
-        # Form JSON is only decoded here, after the parsers checked the
-        # request; its escapes can spell NUL or a lone surrogate.
-        if is_too_deep(value):
-            self.fail("too_deep")
-        if invalid_text_path(value):
-            self.fail("invalid_text")
-        return value
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """JSON's `true` or `false`, as documented (DRF also reads 0, 1, "yes", "on"
-    and more as booleans)."""
-
-    def to_internal_value(self, data: Any) -> bool:
-        if isinstance(data, bool):
-            return data
-        self.fail("invalid", input=data)
-
-
-#: `ModelSerializer.serializer_field_mapping` with strict booleans.
-STRICT_FIELD_MAPPING = {
-    **serializers.ModelSerializer.serializer_field_mapping,
-    models.BooleanField: StrictBooleanField,
-}

@@ -11,9 +11,14 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from accounts.models import User
+from config.serializers import (
+    StrictCharField,
+    StrictEmailField,
+    StrictModelSerializer,
+)
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(StrictModelSerializer):
     class Meta:
         model = User
         fields = [
@@ -30,7 +35,7 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = serializers.CharField(
+    username = StrictCharField(
         max_length=150,
         validators=[
             UnicodeUsernameValidator(),
@@ -41,7 +46,7 @@ class RegisterSerializer(serializers.Serializer):
             ),
         ],
     )
-    email = serializers.EmailField(
+    email = StrictEmailField(
         max_length=254,
         validators=[
             UniqueValidator(
@@ -51,9 +56,7 @@ class RegisterSerializer(serializers.Serializer):
             )
         ],
     )
-    password = serializers.CharField(
-        write_only=True, max_length=128, trim_whitespace=False
-    )
+    password = StrictCharField(write_only=True, max_length=128, trim_whitespace=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         candidate = User(username=attrs["username"], email=attrs["email"])
@@ -67,16 +70,16 @@ class RegisterSerializer(serializers.Serializer):
 
 
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=254)
-    password = serializers.CharField(max_length=128, trim_whitespace=False)
+    username = StrictCharField(max_length=254)
+    password = StrictCharField(max_length=128, trim_whitespace=False)
 
 
 class RefreshTokenSerializer(serializers.Serializer):
-    refresh_token = serializers.CharField(max_length=4096)
+    refresh_token = StrictCharField(max_length=4096)
 
 
 class TokenPairSerializer(serializers.Serializer):
-    access_token = serializers.CharField()
-    refresh_token = serializers.CharField()
-    token_type = serializers.CharField()
+    access_token = StrictCharField()
+    refresh_token = StrictCharField()
+    token_type = StrictCharField()
     expires_in = serializers.IntegerField(help_text="Lifetime of the access token.")

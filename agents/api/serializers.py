@@ -14,7 +14,12 @@ from agents.validation import (
     validate_tool_entry,
     validate_usage_limits,
 )
-from config.openapi import STRICT_FIELD_MAPPING, JSONObjectField
+from config.serializers import (
+    JSONObjectField,
+    StrictCharField,
+    StrictModelSerializer,
+    StrictUUIDField,
+)
 
 
 def _config_check(check, value: Any) -> Any:
@@ -25,9 +30,8 @@ def _config_check(check, value: Any) -> Any:
     return value
 
 
-class AgentToolSerializer(serializers.ModelSerializer):
-    serializer_field_mapping = STRICT_FIELD_MAPPING
-    tool = serializers.CharField(max_length=100)
+class AgentToolSerializer(StrictModelSerializer):
+    tool = StrictCharField(max_length=100)
     config = JSONObjectField(required=False, default=dict)
 
     class Meta:
@@ -46,11 +50,10 @@ class AgentToolSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class AgentSerializer(serializers.ModelSerializer):
+class AgentSerializer(StrictModelSerializer):
     """An agent with its `tools`, which are written and read as one list."""
 
-    serializer_field_mapping = STRICT_FIELD_MAPPING
-    owner = serializers.UUIDField(source="owner_id", read_only=True)
+    owner = StrictUUIDField(source="owner_id", read_only=True)
     tools = AgentToolSerializer(many=True, required=False)
     model_settings = JSONObjectField(required=False)
     output_schema = JSONObjectField(required=False, allow_null=True)
@@ -111,8 +114,8 @@ class AgentSerializer(serializers.ModelSerializer):
         )
 
 
-class AgentVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.UUIDField(source="created_by_id", read_only=True)
+class AgentVersionSerializer(StrictModelSerializer):
+    created_by = StrictUUIDField(source="created_by_id", read_only=True)
 
     class Meta:
         model = AgentVersion
@@ -129,23 +132,23 @@ class AgentVersionSerializer(serializers.ModelSerializer):
 
 
 class ToolKindSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    category = serializers.CharField()
-    description = serializers.CharField()
+    name = StrictCharField()
+    category = StrictCharField()
+    description = StrictCharField()
     config_schema = serializers.JSONField(help_text="JSON Schema of the tool's config.")
 
 
-class ListingSerializer(serializers.ModelSerializer):
+class ListingSerializer(StrictModelSerializer):
     agent = serializers.PrimaryKeyRelatedField(
         queryset=Agent.objects.none(),
-        pk_field=serializers.UUIDField(),
+        pk_field=StrictUUIDField(),
         write_only=True,
         help_text="An agent you own; its current config is published.",
     )
-    source_agent = serializers.UUIDField(source="source_agent_id", read_only=True)
-    publisher = serializers.UUIDField(source="publisher_id", read_only=True)
+    source_agent = StrictUUIDField(source="source_agent_id", read_only=True)
+    publisher = StrictUUIDField(source="publisher_id", read_only=True)
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=50), max_length=20, required=False
+        child=StrictCharField(max_length=50), max_length=20, required=False
     )
 
     class Meta:

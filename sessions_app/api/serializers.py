@@ -13,20 +13,26 @@ from rest_framework import serializers
 
 from agents.models import Agent
 from agents.selectors import agents_visible_to
-from config.openapi import JSONObjectField
+from config.serializers import (
+    JSONObjectField,
+    StrictCharField,
+    StrictModelSerializer,
+    StrictURLField,
+    StrictUUIDField,
+)
 from sessions_app.frames import event_payload, execution_payload
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
 MULTITASK_POLICIES = ("reject", "enqueue", "interrupt")
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(StrictModelSerializer):
     agent = serializers.PrimaryKeyRelatedField(
         queryset=Agent.objects.none(),
-        pk_field=serializers.UUIDField(),
+        pk_field=StrictUUIDField(),
         help_text="Your agent or a public one.",
     )
-    user = serializers.UUIDField(source="user_id", read_only=True)
+    user = StrictUUIDField(source="user_id", read_only=True)
     state = JSONObjectField(required=False)
     configuration = JSONObjectField(
         required=False,
@@ -77,11 +83,11 @@ class SessionSerializer(serializers.ModelSerializer):
         return value
 
 
-class EventSerializer(serializers.ModelSerializer):
-    session = serializers.UUIDField(source="session_id")
-    execution = serializers.UUIDField(source="execution_id", allow_null=True)
-    error_code = serializers.CharField(allow_null=True)
-    error_message = serializers.CharField(allow_null=True)
+class EventSerializer(StrictModelSerializer):
+    session = StrictUUIDField(source="session_id")
+    execution = StrictUUIDField(source="execution_id", allow_null=True)
+    error_code = StrictCharField(allow_null=True)
+    error_message = StrictCharField(allow_null=True)
 
     class Meta:
         model = Event
@@ -109,23 +115,23 @@ class EventSerializer(serializers.ModelSerializer):
 
 class EventPageSerializer(serializers.Serializer):
     results = EventSerializer(many=True)
-    next = serializers.URLField(allow_null=True)
-    previous = serializers.URLField(allow_null=True)
+    next = StrictURLField(allow_null=True)
+    previous = StrictURLField(allow_null=True)
 
 
-class ExecutionSerializer(serializers.ModelSerializer):
-    session = serializers.UUIDField(source="session_id")
-    agent = serializers.UUIDField(source="agent_id")
-    user = serializers.UUIDField(source="user_id")
+class ExecutionSerializer(StrictModelSerializer):
+    session = StrictUUIDField(source="session_id")
+    agent = StrictUUIDField(source="agent_id")
+    user = StrictUUIDField(source="user_id")
     output = serializers.JSONField(
         allow_null=True, help_text="Final text, or the JSON object."
     )
     usage = serializers.JSONField(
         help_text="requests, input_tokens, output_tokens, tool_calls"
     )
-    client_message_id = serializers.CharField(allow_null=True)
-    error_code = serializers.CharField(allow_null=True)
-    error_message = serializers.CharField(allow_null=True)
+    client_message_id = StrictCharField(allow_null=True)
+    error_code = StrictCharField(allow_null=True)
+    error_message = StrictCharField(allow_null=True)
 
     class Meta:
         model = AgentExecution
@@ -154,12 +160,10 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return execution_payload(instance)
 
 
-class ArtifactSerializer(serializers.ModelSerializer):
-    session = serializers.UUIDField(source="session_id", read_only=True)
-    execution = serializers.UUIDField(
-        source="execution_id", read_only=True, allow_null=True
-    )
-    owner = serializers.UUIDField(source="owner_id", read_only=True)
+class ArtifactSerializer(StrictModelSerializer):
+    session = StrictUUIDField(source="session_id", read_only=True)
+    execution = StrictUUIDField(source="execution_id", read_only=True, allow_null=True)
+    owner = StrictUUIDField(source="owner_id", read_only=True)
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -185,7 +189,7 @@ class ArtifactSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request is not None else path
 
 
-class DisplayNameField(serializers.CharField):
+class DisplayNameField(StrictCharField):
     """Any text: `sessions_app.artifacts.sanitize_display_name` cleans it up
     (NUL included) instead of refusing it."""
 

@@ -15,7 +15,6 @@ from asgiref.sync import async_to_sync
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -30,6 +29,7 @@ from rest_framework.views import APIView
 
 from agents.models import Agent
 from config.errors import ApiError
+from config.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
 from sessions_app import broadcast, runner
 from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Event, Session
@@ -53,19 +53,19 @@ class EventStreamRenderer(BaseRenderer):
 
 
 class MessageSerializer(serializers.Serializer):
-    content = serializers.CharField(trim_whitespace=False)
+    content = StrictCharField(trim_whitespace=False)
     attachments = serializers.ListField(
-        child=serializers.UUIDField(), required=False, max_length=20
+        child=StrictUUIDField(), required=False, max_length=20
     )
-    client_message_id = serializers.CharField(
+    client_message_id = StrictCharField(
         required=False, allow_blank=True, max_length=200
     )
-    multitask = serializers.ChoiceField(choices=runner.POLICIES, required=False)
+    multitask = StrictChoiceField(choices=runner.POLICIES, required=False)
 
 
 class RunSerializer(serializers.Serializer):
-    input = serializers.CharField(trim_whitespace=False)
-    session = serializers.UUIDField(required=False, allow_null=True)
+    input = StrictCharField(trim_whitespace=False)
+    session = StrictUUIDField(required=False, allow_null=True)
 
 
 TurnAnswer = inline_serializer(
@@ -73,6 +73,22 @@ TurnAnswer = inline_serializer(
     {
         "execution": serializers.DictField(),
         "events": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+# One server-sent event as `_sse` writes it. OpenAPI before 3.2 has the schema
+# of `text/event-stream` describe each event, not the stream as one string.
+ServerSentEvent = inline_serializer(
+    "ServerSentEvent",
+    {
+        "event": StrictCharField(help_text="The frame's type."),
+        "id": StrictCharField(
+            required=False, help_text="An event frame's sequence number."
+        ),
+        "data": StrictCharField(
+            help_text="The frame as JSON, as a websocket of the session gets it."
+        ),
     },
 )
 
@@ -177,7 +193,7 @@ class SessionMessagesView(APIView):
         responses={
             (200, "application/json"): TurnAnswer,
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                ServerSentEvent,
                 description="The turn's frames as server-sent events, up to "
                 "the one that ends it.",
             ),

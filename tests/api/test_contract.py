@@ -3,18 +3,23 @@
 Errors are JSON whatever the success would have been (an SSE stream, a file
 of any type); a filter parameter present in the query must be valid; the API
 takes JSON bodies (forms only where they fit: auth, uploads); JSON nests at
-most `MAX_JSON_DEPTH` levels and holds no text PostgreSQL cannot store.
+most `MAX_JSON_DEPTH` levels and holds no text PostgreSQL cannot store; a
+string field takes a JSON string only, a boolean field `true` or `false`.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import import_module
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import QueryDict
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework import serializers
 
+from config.serializers import StrictBooleanField, StrictChoiceField, StringOnlyMixin
 from config.validation import MAX_JSON_DEPTH
 from sessions_app.api.serializers import SessionSerializer
 from tests.api.conftest import assert_error
@@ -110,7 +115,13 @@ def test_every_error_response_is_documented_as_json_only(schema):
 def test_the_stream_and_the_download_are_documented_as_sent(schema):
     messages = schema["paths"]["/api/sessions/{id}/messages/"]["post"]
     ok = messages["responses"]["200"]["content"]
-    assert ok["text/event-stream"]["schema"] == {"type": "string"}
+    # Before OpenAPI 3.2 the schema of an event stream describes one event.
+    event = ok["text/event-stream"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert schema["components"]["schemas"][event]["properties"].keys() == {
+        "event",
+        "id",
+        "data",
+    }
     assert ok["application/json"]["schema"]["$ref"].endswith("/TurnAnswer")
     assert {"name": "stream", "in": "query"}.items() <= next(
         p for p in messages["parameters"] if p["name"] == "stream"
@@ -282,3 +293,162 @@ def test_booleans_are_json_booleans(client, agent, body):
         ).json()["is_active"]
         is False
     )
+
+
+# ---------------------------------------------------------------- strings are strings
+
+
+@pytest.mark.parametrize(
+    "method, url, body, field",
+    [
+        ("patch", "/api/agents/{agent}/", {"instructions": 0}, "instructions"),
+        ("patch", "/api/agents/{agent}/", {"name": 1.5}, "name"),
+        ("patch", "/api/agents/{agent}/", {"description": True}, "description"),
+        ("patch", "/api/agents/{agent}/", {"model": ["offline"]}, "model"),
+        ("patch", "/api/agents/{agent}/", {"visibility": 0}, "visibility"),
+        ("patch", "/api/agents/{agent}/", {"tools": [{"tool": 1}]}, "tools"),
+        ("post", "/api/sessions/", {"agent": "{agent}", "title": 5}, "title"),
+        (
+            "post",
+            "/api/sessions/",
+            {"agent": "{agent}", "external_session_id": {"a": "b"}},
+            "external_session_id",
+        ),
+        ("post", "/api/sessions/", {"agent": 5}, "agent"),
+        ("patch", "/api/sessions/{session}/", {"title": False}, "title"),
+        ("post", "/api/sessions/{session}/messages/", {"content": 0}, "content"),
+        (
+            "post",
+            "/api/sessions/{session}/messages/",
+            {"content": "hi", "client_message_id": 7},
+            "client_message_id",
+        ),
+        (
+            "post",
+            "/api/sessions/{session}/messages/",
+            {"content": "hi", "multitask": 1},
+            "multitask",
+        ),
+        (
+            "post",
+            "/api/sessions/{session}/messages/",
+            {"content": "hi", "attachments": [5]},
+            "attachments",
+        ),
+        ("post", "/api/agents/{agent}/run/", {"input": 42}, "input"),
+        ("post", "/api/agents/{agent}/run/", {"input": "hi", "session": 0}, "session"),
+        ("post", "/api/marketplace/", {"agent": "{agent}", "title": 3}, "title"),
+        ("post", "/api/marketplace/", {"agent": "{agent}", "tags": [1]}, "tags"),
+    ],
+)
+def test_a_string_field_refuses_any_other_json_type(
+    client, agent, session, method, url, body, field
+):
+    ids = {"agent": str(agent.pk), "session": str(session.pk)}
+    body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
+    response = getattr(client, method)(url.format(**ids), body, format="json")
+    error = assert_json_error(response, 400, "validation_error")
+    assert field in error["details"], error
+
+
+def test_a_refused_number_is_not_stored_as_text(client, agent):
+    response = client.patch(
+        f"/api/agents/{agent.pk}/", {"instructions": 0}, format="json"
+    )
+    assert assert_json_error(response, 400, "validation_error")["details"] == {
+        "instructions": ["Not a valid string."]
+    }
+    agent.refresh_from_db()
+    assert agent.instructions != "0"
+    response = client.patch(
+        f"/api/agents/{agent.pk}/", {"instructions": "0"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["instructions"] == "0"
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("register", {"username": 12345, "email": "n@example.com", "password": "x"}),
+        ("register", {"username": "numbers", "email": ["n@example.com"]}),
+        ("login", {"username": 12345, "password": "secret"}),
+        ("login", {"username": "someone", "password": 12345678}),
+    ],
+)
+def test_auth_fields_refuse_json_that_is_not_a_string(api_client, path, body):
+    response = api_client.post(f"/api/auth/{path}", body, format="json")
+    assert_json_error(response, 400, "validation_error")
+
+
+def test_text_that_reads_as_a_number_still_works_in_forms(api_client, client, session):
+    # Form fields are always text, so strict string fields take them as before.
+    response = api_client.post(
+        "/api/auth/login",
+        {"username": "12345", "password": "67890"},
+        format="multipart",
+    )
+    assert_json_error(response, 401)
+    response = client.post(
+        f"/api/sessions/{session.pk}/artifacts/",
+        {"file": SimpleUploadedFile("n.txt", b"1"), "name": "3.5"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "3.5"
+
+
+def _api_serializers() -> list[type[serializers.BaseSerializer]]:
+    import_module(settings.ROOT_URLCONF)  # every API view and its serializers
+    found, pending = [], [serializers.BaseSerializer]
+    while pending:
+        for cls in pending.pop().__subclasses__():
+            pending.append(cls)
+            if cls.__module__.split(".")[0] in {"accounts", "agents", "sessions_app"}:
+                found.append(cls)
+    return found
+
+
+def _lenient_fields(field: serializers.Field, path: str):
+    """Writable fields under `field` that would coerce a JSON type into another."""
+    if field.read_only:
+        return
+    if isinstance(field, serializers.ListSerializer):
+        yield from _lenient_fields(field.child, f"{path}[]")
+    elif isinstance(field, serializers.Serializer):
+        for name, child in field.fields.items():
+            yield from _lenient_fields(child, f"{path}.{name}")
+    elif isinstance(field, serializers.ListField | serializers.DictField):
+        yield from _lenient_fields(field.child, f"{path}[]")
+    elif isinstance(field, serializers.ManyRelatedField):
+        yield from _lenient_fields(field.child_relation, path)
+    elif isinstance(field, serializers.PrimaryKeyRelatedField):
+        if field.pk_field is None:
+            yield path
+        else:
+            yield from _lenient_fields(field.pk_field, path)
+    else:
+        for lenient, strict in _STRICT_VARIANTS:
+            if isinstance(field, lenient) and not isinstance(field, strict):
+                yield path
+
+
+_STRICT_VARIANTS = [
+    (serializers.CharField, StringOnlyMixin),
+    (serializers.UUIDField, StringOnlyMixin),
+    (serializers.ChoiceField, StrictChoiceField),
+    (serializers.BooleanField, StrictBooleanField),
+]
+
+
+def test_every_api_serializer_takes_strict_strings_and_booleans():
+    classes = _api_serializers()
+    assert {"AgentSerializer", "SessionSerializer", "LoginSerializer"} <= {
+        cls.__name__ for cls in classes
+    }
+    lenient = [
+        found
+        for cls in classes
+        for found in _lenient_fields(cls(), f"{cls.__module__}.{cls.__name__}")
+    ]
+    assert lenient == [], "use the strict fields of config.serializers"

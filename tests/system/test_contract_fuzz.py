@@ -10,9 +10,13 @@ rest. One check is configured (schemathesis.toml next to this file):
 schema can express (NUL in text, a reference to an object that does not exist
 or is not yours, a taken username, a model whose provider is unknown).
 
-The run is bounded (`AGENTRY_FUZZ_EXAMPLES` examples per operation, default 8,
-and `AGENTRY_FUZZ_SECONDS` in total, default 60), seeded and deterministic,
-on one worker, so a failure reproduces; its report is printed.
+The run is bounded by examples, not time: `AGENTRY_FUZZ_EXAMPLES` per
+operation (default 8), seeded, deterministic generation, one worker, so every
+run sends the same cases whatever the machine's speed, and a failure
+reproduces. schemathesis gets no `--max-time`: with one, its fuzzing and
+stateful phases repeat until the time is spent, so a faster machine would test
+more. `AGENTRY_FUZZ_SECONDS` (default 300) only kills a run that hangs. The
+report is printed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("AGENTRY_FUZZ_EXAMPLES", "8"))
-SECONDS = int(os.environ.get("AGENTRY_FUZZ_SECONDS", "60"))
+SECONDS = int(os.environ.get("AGENTRY_FUZZ_SECONDS", "300"))
 SEED = int(os.environ.get("AGENTRY_FUZZ_SEED", "20261202"))
 #: A comma-separated list of check names runs only those. Unset, every check
 #: runs as configured in schemathesis.toml (`--checks all` on the command line
@@ -63,7 +67,7 @@ def test_a_multipart_body_daphne_cannot_parse_gets_the_json_error(live, path):
     assert response.json()["error"]["code"] == "validation_error"
 
 
-@pytest.mark.timeout(SECONDS + 240)
+@pytest.mark.timeout(SECONDS + 120)
 def test_every_response_matches_the_schema_and_none_is_a_5xx(live, tmp_path):
     stack, server, api, session = live
 
@@ -80,10 +84,11 @@ def test_every_response_matches_the_schema_and_none_is_a_5xx(live, tmp_path):
         f"Authorization: Bearer {api.token}",
         "--max-examples",
         str(EXAMPLES),
-        "--max-time",
-        str(SECONDS),
+        # The report prints "Seed: not used in the deterministic mode", but an
+        # explicit seed still seeds each operation's generation and stateful runs.
         "--seed",
         str(SEED),
+        # Also keeps no example database: no run replays an earlier one's cases.
         "--generation-deterministic",
         "--request-timeout",
         "30",
@@ -99,17 +104,30 @@ def test_every_response_matches_the_schema_and_none_is_a_5xx(live, tmp_path):
     ]
     if CHECKS:
         command += ["--checks", CHECKS]
-    done = subprocess.run(
-        command,
-        env={**os.environ, "AGENTRY_FUZZ_SESSION": session["id"]},
-        capture_output=True,
-        text=True,
-        timeout=SECONDS + 200,
-        cwd=tmp_path,
-        check=False,
-    )
-    report = done.stdout + done.stderr
+    try:
+        done = subprocess.run(
+            command,
+            env={**os.environ, "AGENTRY_FUZZ_SESSION": session["id"]},
+            capture_output=True,
+            text=True,
+            timeout=SECONDS,
+            cwd=tmp_path,
+            check=False,
+        )
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as exc:
+        returncode = None
+        stdout, stderr = (_text(exc.stdout), _text(exc.stderr))
+    report = stdout + stderr
     saved = stack.logs / "schemathesis.txt"
     saved.write_text(report)
     print(f"schemathesis report: {saved}\n{report[-3000:]}")
-    assert done.returncode == 0, report[-12000:]
+    assert returncode is not None, f"no result in {SECONDS} s\n{report[-12000:]}"
+    assert returncode == 0, report[-12000:]
+
+
+def _text(output: str | bytes | None) -> str:
+    # What a timed-out run printed arrives as bytes, even in text mode.
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
