@@ -43,6 +43,9 @@ from sessions_app.models import AgentExecution, Event
 
 Status = AgentExecution.Status
 
+#: However busy the process, a streaming answer shows new text every second.
+MAX_WINDOW = 1.0
+
 
 class TurnStream:
     """Publishes a turn's text as partial frames and stores its tool events.
@@ -58,7 +61,8 @@ class TurnStream:
     streaming in this process together send at most
     `AGENTRY_STREAM_FRAMES_PER_SECOND` partial frames per second: up to 10
     concurrent turns keep the base window; at 50 and the default budget of
-    100, each turn's text goes out every 500 ms. Under such load the chunks of
+    100, each turn's text goes out every 500 ms, and never less often than
+    every `MAX_WINDOW` (1 s). Under such load the chunks of
     one turn arrive slower than any fixed window (the event loop serves every
     turn in between), so only a window that follows the load saves frames;
     each frame costs the process about 1 ms of CPU (publish, relay, send).
@@ -92,7 +96,7 @@ class TurnStream:
         budget = settings.AGENTRY_STREAM_FRAMES_PER_SECOND
         if budget <= 0:
             return base
-        return max(base, len(TurnStream.streaming) / budget)
+        return max(base, min(MAX_WINDOW, len(TurnStream.streaming) / budget))
 
     async def partial(self, text: str) -> None:
         if not text:
