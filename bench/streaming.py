@@ -70,6 +70,8 @@ def _summary(samples: list[Sample], workload: Workload) -> dict[str, float]:
         "latency_p95": percentile(latencies, 95),
         "ttft_overhead": first - workload.ttft_seconds,
         "turn_overhead": turn - workload.model_seconds,
+        # Bare: its whole process; Agentry: the server process.
+        "cpu_per_turn": median([s.cpu / s.turns for s in samples if s.turns]),
     }
 
 
@@ -124,6 +126,7 @@ def main() -> int:
                         fmt(s["latency_p95"]),
                         fmt(s["ttft_overhead"]),
                         fmt(s["turn_overhead"]),
+                        fmt(s["cpu_per_turn"]),
                         fmt(ttft_ratio, "x") if label == "agentry" else "",
                         fmt(ratio, "x") if label == "agentry" else "",
                     )
@@ -161,6 +164,7 @@ def main() -> int:
             "turn p95",
             "ttft over",
             "turn over",
+            "cpu/turn",
             "ttft ratio",
             "turn ratio",
         ),
