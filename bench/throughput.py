@@ -38,7 +38,7 @@ from bench.common import (
 NAME = "throughput"
 WORKLOAD = Workload(tokens=100)
 SESSIONS = 50
-SIZES = {"quick": {"turns": 2, "rounds": 2}, "full": {"turns": 4, "rounds": 5}}
+SIZES = {"quick": {"turns": 3, "rounds": 3}, "full": {"turns": 4, "rounds": 5}}
 
 
 def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]:
