@@ -266,12 +266,20 @@ def execution_promote(execution_id: Any) -> AgentExecution | None:
     ).exists()
     if ahead:
         return None
-    now = timezone.now()
     try:
         with transaction.atomic():
-            promoted = AgentExecution.objects.filter(
+            queued = AgentExecution.objects.filter(
                 pk=execution_id, status=Status.QUEUED
-            ).update(status=Status.RUNNING, started_at=now, heartbeat_at=now)
+            )
+            promoted = queued.update(status=Status.RUNNING)
+            if promoted:
+                # The update may have waited for the session's previous turn
+                # to commit its end (the one-running-turn index); this turn
+                # starts after that, so its start time is taken only now.
+                now = timezone.now()
+                AgentExecution.objects.filter(pk=execution_id).update(
+                    started_at=now, heartbeat_at=now
+                )
     except IntegrityError:
         return None
     if not promoted:
