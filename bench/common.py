@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,20 +353,34 @@ class Deployment:
 
 
 async def _ws_session(
-    url: str, prompt: str, turns: int, timeout: float, start_gate: asyncio.Event
+    url: str,
+    prompt: str,
+    turns: int,
+    timeout: float,
+    start_gate: asyncio.Event,
+    ready: asyncio.Queue[None],
 ) -> list[TurnRecord]:
     import websockets
 
     records: list[TurnRecord] = []
+    announced = False
     try:
         async with websockets.connect(
             url, max_size=None, open_timeout=timeout, ping_interval=None
         ) as ws:
+            # The server has accepted, authenticated and joined the group only
+            # once a frame round-trips; a pong proves it.
+            await ws.send('{"type": "ping"}')
+            await ws.recv()
+            announced = True
+            ready.put_nowait(None)
             await start_gate.wait()
             message = json.dumps({"type": "message", "content": prompt})
             for _ in range(turns):
                 records.append(await _ws_turn(ws, message, timeout))
     except Exception as exc:
+        if not announced:
+            ready.put_nowait(None)
         error = f"{type(exc).__name__}: {exc}"[:200]
         records.extend(
             TurnRecord(None, timeout, False, error) for _ in range(turns - len(records))
@@ -411,20 +425,28 @@ async def _ws_turn(ws: Any, message: str, timeout: float) -> TurnRecord:
 
 
 async def _ws_round(
-    urls: Sequence[str], prompt: str, turns: int, timeout: float
-) -> tuple[list[TurnRecord], float]:
+    urls: Sequence[str],
+    prompt: str,
+    turns: int,
+    timeout: float,
+    cpu: Callable[[], float],
+) -> tuple[list[TurnRecord], float, float]:
     gate = asyncio.Event()
+    ready: asyncio.Queue[None] = asyncio.Queue()
     tasks = [
-        asyncio.create_task(_ws_session(url, prompt, turns, timeout, gate))
+        asyncio.create_task(_ws_session(url, prompt, turns, timeout, gate, ready))
         for url in urls
     ]
-    # Connections are opened before the clock starts; a turn is what is timed.
-    await asyncio.sleep(0.2 + 0.005 * len(urls))
+    # Every socket is open and answering before the clock starts: a turn is
+    # what is timed, not a connection.
+    for _ in urls:
+        await ready.get()
+    cpu_before = cpu()
     started = time.perf_counter()
     gate.set()
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - started
-    return [r for rs in results for r in rs], wall
+    return [r for rs in results for r in rs], wall, cpu() - cpu_before
 
 
 def run_agentry_ws(
@@ -435,11 +457,15 @@ def run_agentry_ws(
     turns: int,
     timeout: float = 300.0,
 ) -> Sample:
-    """C sessions (one websocket each) running M turns each, all at once."""
+    """C sessions (one websocket each) running M turns each, all at once.
+
+    The clock and the server's CPU count start once every socket answers.
+    """
     urls = deployment.ws_urls(session_ids)
-    cpu_before = deployment.server_cpu()
-    records, wall = asyncio.run(_ws_round(urls, workload.prompt, turns, timeout))
-    return Sample(records, wall, deployment.server_cpu() - cpu_before)
+    records, wall, cpu = asyncio.run(
+        _ws_round(urls, workload.prompt, turns, timeout, deployment.server_cpu)
+    )
+    return Sample(records, wall, cpu)
 
 
 # --------------------------------------------------------------------- reports
