@@ -27,18 +27,21 @@ the connection to a server that went away mid-run does not fail the run.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_ai import ModelRetry, RunContext, ToolDefinition, ToolFailed
-from pydantic_ai.mcp import CallToolFunc, MCPToolset
 from pydantic_ai.toolsets import AbstractToolset
 
 from tools.custom import RemoteTargetConfig, refuse_private_destination
 from tools.registry import ToolContext, ToolUnavailableError, register_tool
 from tools.sandbox import SandboxError
+
+if TYPE_CHECKING:
+    from pydantic_ai.mcp import CallToolFunc
 
 logger = logging.getLogger(__name__)
 
@@ -80,41 +83,52 @@ class MCPServerConfig(RemoteTargetConfig):
         return value
 
 
-class RemoteMCPToolset(MCPToolset[Any]):
-    """An `MCPToolset` that checks its server's address before connecting.
+@functools.cache
+def remote_mcp_toolset_class() -> type[AbstractToolset[Any]]:
+    """The toolset class, defined on first use: `pydantic_ai.mcp` imports the
+    MCP SDK and fastmcp, about 1.8 s of every process's start-up that only
+    processes running an MCP tool need to pay."""
+    from pydantic_ai.mcp import MCPToolset
 
-    Failing to connect raises `ToolUnavailableError`; failing to disconnect is
-    logged, as the run's work is done by then.
-    """
+    class RemoteMCPToolset(MCPToolset[Any]):
+        """An `MCPToolset` that checks its server's address before connecting.
 
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(url, **options)
-        self.url = url
-        parts = urlsplit(url)
-        self.host = parts.hostname if parts.port is None else parts.netloc
+        Failing to connect raises `ToolUnavailableError`; failing to disconnect is
+        logged, as the run's work is done by then.
+        """
 
-    async def __aenter__(self) -> RemoteMCPToolset:
-        if self.is_running:
-            return await super().__aenter__()
-        try:
-            await refuse_private_destination(self.url)
-        except SandboxError as exc:
-            raise ToolUnavailableError(
-                f"The MCP server at {self.host} cannot be used: {exc}"
-            ) from None
-        try:
-            return await super().__aenter__()
-        except Exception as exc:
-            raise ToolUnavailableError(
-                f"The MCP server at {self.host} could not be reached: {_reason(exc)}"
-            ) from exc
+        def __init__(self, url: str, **options: Any) -> None:
+            super().__init__(url, **options)
+            self.url = url
+            parts = urlsplit(url)
+            self.host = parts.hostname if parts.port is None else parts.netloc
 
-    async def __aexit__(self, *args: Any) -> bool | None:
-        try:
-            return await super().__aexit__(*args)
-        except Exception as exc:
-            logger.warning("Closing the MCP session with %s failed: %s", self.host, exc)
-            return None
+        async def __aenter__(self) -> Any:
+            if self.is_running:
+                return await super().__aenter__()
+            try:
+                await refuse_private_destination(self.url)
+            except SandboxError as exc:
+                raise ToolUnavailableError(
+                    f"The MCP server at {self.host} cannot be used: {exc}"
+                ) from None
+            try:
+                return await super().__aenter__()
+            except Exception as exc:
+                raise ToolUnavailableError(
+                    f"The MCP server at {self.host} could not be reached: {_reason(exc)}"
+                ) from exc
+
+        async def __aexit__(self, *args: Any) -> bool | None:
+            try:
+                return await super().__aexit__(*args)
+            except Exception as exc:
+                logger.warning(
+                    "Closing the MCP session with %s failed: %s", self.host, exc
+                )
+                return None
+
+    return RemoteMCPToolset
 
 
 async def _report_failures(
@@ -149,7 +163,7 @@ def _reason(exc: BaseException) -> str:
 def build_mcp_server(
     config: MCPServerConfig, context: ToolContext
 ) -> AbstractToolset[Any]:
-    toolset: AbstractToolset[Any] = RemoteMCPToolset(
+    toolset: AbstractToolset[Any] = remote_mcp_toolset_class()(
         config.url,
         headers=config.headers or None,
         init_timeout=config.timeout_seconds,
