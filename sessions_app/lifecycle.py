@@ -5,6 +5,7 @@ Public surface:
     ensure_supervisor()                      starts this process's housekeeping (once per loop):
                                              heartbeats, sweeps, cancels from other processes
     lease()                                  how long a silent turn is taken to be alive
+    is_stale(turn)                           whether the sweep would end that unfinished turn
     sweep_stale_executions[_sync]()          ends turns whose process died as `interrupted`
     interrupt_live_turns()                   ends this process's turns as `interrupted`
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from pydantic_ai import CancellationToken
 
 from sessions_app import broadcast, services
@@ -67,6 +69,17 @@ def track(execution: AgentExecution) -> LiveTurn:
 def lease() -> dt.timedelta:
     """A running execution whose heartbeat is older than this belongs to a dead process."""
     return dt.timedelta(seconds=settings.AGENTRY_TURN_LEASE)
+
+
+def is_stale(turn: services.UnfinishedTurn) -> bool:
+    """What the sweep ends, for one turn already read: active, not run by this
+    process, and not heart-beaten within the lease."""
+    return (
+        turn.active
+        and str(turn.pk) not in live_turns
+        and turn.heartbeat_at is not None
+        and turn.heartbeat_at < timezone.now() - lease()
+    )
 
 
 def sweep_stale_executions_sync(session_id: Any = None) -> int:

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 from pydantic_ai import (
     AgentRunResultEvent,
     BinaryContent,
@@ -65,7 +64,7 @@ from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import (
     LiveTurn,
     ensure_supervisor,
-    lease,
+    is_stale,
     live_turns,
     sweep_stale_executions_sync,
     track,
@@ -203,7 +202,7 @@ def _open(request: TurnRequest) -> _Opened:
     policy = _policy(request, session)
     attachments = _attachments(request)
     unfinished = services.unfinished_turns(session.pk)
-    if any(_is_stale(turn) for turn in unfinished):
+    if any(is_stale(turn) for turn in unfinished):
         sweep_stale_executions_sync(session_id=session.pk)
         unfinished = services.unfinished_turns(session.pk)
     opened = services.turn_open(
@@ -229,16 +228,6 @@ def _open(request: TurnRequest) -> _Opened:
             opened.execution, session, session.agent, attachments=attachments
         )
     return _Opened(opened, policy, abandoned, context)
-
-
-def _is_stale(turn: services.UnfinishedTurn) -> bool:
-    """An active turn no process has heart-beaten within the lease."""
-    return (
-        turn.active
-        and str(turn.pk) not in live_turns
-        and turn.heartbeat_at is not None
-        and turn.heartbeat_at < timezone.now() - lease()
-    )
 
 
 def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
@@ -640,9 +629,6 @@ async def _run(
                 },
             ),
         )
-    except asyncio.CancelledError:
-        stream.discard()
-        raise
     except Exception as exc:
         status, code, message = classify_failure(exc)
         if isinstance(exc, RunCancelled) and not isinstance(exc, RunTimedOut):

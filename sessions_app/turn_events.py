@@ -85,8 +85,12 @@ class TurnStream:
         TurnStream.streaming.add(self)
 
     def close(self) -> None:
-        """The turn's run is over: it no longer counts towards the load."""
-        self.discard()
+        """The turn's run is over (or torn down): held text and any scheduled
+        send are dropped, and it no longer counts towards the load."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._held = []
         TurnStream.streaming.discard(self)
 
     @staticmethod
@@ -132,13 +136,6 @@ class TurnStream:
             await broadcast.publish(
                 self.session_id, {"type": "event", "event": payload}
             )
-
-    def discard(self) -> None:
-        """Drops held text and any scheduled send (the run is being torn down)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._held = []
 
     async def flush(self) -> None:
         """Sends any held text now (before a stored event, or at the end)."""
