@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from sessions_app import lifecycle, services
 from sessions_app.models import AgentExecution, Event
-from tests.plugins.runtime import is_status, is_terminal
+from tests.plugins.runtime import is_partial, is_status, is_terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -237,7 +237,7 @@ async def test_a_process_never_sweeps_its_own_running_turns(
     session = await sync_to_async(make_session)(user)
     ws = await ws_connect(user, session)
     await ws.send({"type": "message", "content": "[[tokens=40 delay=10]] keep going"})
-    await ws.until(lambda f: f["type"] == "event" and f["event"]["partial"])
+    await ws.until(is_partial)
     await AgentExecution.objects.filter(session=session).aupdate(
         heartbeat_at=timezone.now() - dt.timedelta(minutes=5)
     )
@@ -255,7 +255,7 @@ async def test_running_turns_heart_beat(
     session = await sync_to_async(make_session)(user)
     ws = await ws_connect(user, session)
     await ws.send({"type": "message", "content": "[[tokens=60 delay=10]] keep going"})
-    await ws.until(lambda f: f["type"] == "event" and f["event"]["partial"])
+    await ws.until(is_partial)
     execution = await AgentExecution.objects.aget(session=session)
     await asyncio.sleep(0.4)
     await execution.arefresh_from_db()
@@ -297,7 +297,7 @@ async def test_a_cancel_sent_through_the_channel_layer_reaches_the_turn(
     session = await sync_to_async(make_session)(user)
     ws = await ws_connect(user, session)
     await ws.send({"type": "message", "content": "[[tokens=300 delay=20]] long"})
-    await ws.until(lambda f: f["type"] == "event" and f["event"]["partial"])
+    await ws.until(is_partial)
     execution = await AgentExecution.objects.aget(session=session)
     await broadcast.send_control(
         {"type": "turn.cancel", "execution": str(execution.pk)}

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.plugins.runtime import is_partial
 from tests.system.conftest import (
     FAKE_MODEL,
     assert_gapless,
@@ -84,9 +85,7 @@ def _start_long_turn(server, api, session_id: str):
     """Opens a websocket, starts a long answer and waits for its first streamed text."""
     ws = open_ws(server, api, session_id)
     ws.send(json.dumps({"type": "message", "content": LONG_ANSWER}))
-    frames = frames_until(
-        ws, lambda f: f["type"] == "event" and f["event"]["partial"], timeout=20
-    )
+    frames = frames_until(ws, is_partial, timeout=20)
     execution = next(f["execution"] for f in frames if f["type"] == "execution")
     return ws, execution["id"]
 

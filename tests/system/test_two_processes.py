@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from tests.plugins.runtime import is_partial
 from tests.system.conftest import (
     FAKE_MODEL,
     assert_gapless,
@@ -102,11 +103,7 @@ def test_a_turn_started_on_one_process_streams_to_a_websocket_on_the_other(
     kinds = [f["type"] for f in ws_frames]
     assert kinds[0] == "event" and ws_frames[0]["event"]["author"] == "user"
     assert ws_frames[-1]["execution"]["status"] == "succeeded"
-    partial = "".join(
-        f["event"]["content"]
-        for f in ws_frames
-        if f["type"] == "event" and f["event"]["partial"]
-    )
+    partial = "".join(f["event"]["content"] for f in ws_frames if is_partial(f))
     final = next(
         f["event"]
         for f in ws_frames
@@ -130,7 +127,7 @@ def _cancel_across_processes(servers, api, session, cancel) -> tuple[dict, float
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         turn = pool.submit(_blocking_turn, a, api, session["id"], LONG_ANSWER)
-        frames_until(ws, lambda f: f["type"] == "event" and f["event"]["partial"])
+        frames_until(ws, is_partial)
         asked = time.monotonic()
         cancel(b, ws)
         frames = frames_until(ws, is_final, timeout=15)
