@@ -231,6 +231,23 @@ async def _bare(model_url: str, turns: int) -> dict[int, float]:
     return {n: median(values) for n, values in latencies.items()}
 
 
+def _summary(measured: dict[str, Any]) -> dict[str, Any]:
+    """Latency, statement counts and failures of one session's measured turns."""
+    counts = [len(q) for q in measured["queries"]]
+    return {
+        "latency": median(measured["latency"]),
+        "queries_min": min(counts),
+        "queries_max": max(counts),
+        "queries_median": median(counts),
+        "failed": measured["failed"],
+    }
+
+
+def _statement_counts(summary: dict[str, Any]) -> str:
+    low, high = summary["queries_min"], summary["queries_max"]
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def main() -> int:
     args = cli(__doc__.splitlines()[0])
     reason = available(args.backend)
@@ -266,16 +283,9 @@ def main() -> int:
             connections.close_all()
     rows, summary = [], {}
     for n in (SHORT, LONG):
-        m = measured[n]
-        counts = [len(q) for q in m["queries"]]
-        summary[n] = {
-            "latency": median(m["latency"]),
-            "queries_min": min(counts),
-            "queries_max": max(counts),
-            "queries_median": median(counts),
-            "failed": m["failed"],
+        summary[n] = _summary(measured[n]) | {
             "bare_latency": bare[n],
-            "overhead": median(m["latency"]) - bare[n],
+            "overhead": median(measured[n]["latency"]) - bare[n],
             "context_load": context[n],
         }
         rows.append(
@@ -285,32 +295,21 @@ def main() -> int:
                 fmt(bare[n]),
                 fmt(summary[n]["overhead"]),
                 fmt(context[n]),
-                f"{min(counts)}-{max(counts)}"
-                if min(counts) != max(counts)
-                else str(min(counts)),
-                str(m["failed"]),
+                _statement_counts(summary[n]),
+                str(summary[n]["failed"]),
             )
         )
     for n in (SHORT, LONG):
-        m = bounded[n]
-        counts = [len(q) for q in m["queries"]]
-        summary[f"{n}_bounded"] = {
-            "latency": median(m["latency"]),
-            "queries_min": min(counts),
-            "queries_max": max(counts),
-            "failed": m["failed"],
-        }
+        summary[f"{n}_bounded"] = bounded_n = _summary(bounded[n])
         rows.append(
             (
                 f"{n} (last {BOUND} turns)",
-                fmt(median(m["latency"])),
+                fmt(bounded_n["latency"]),
                 "",
                 "",
                 "",
-                f"{min(counts)}-{max(counts)}"
-                if min(counts) != max(counts)
-                else str(min(counts)),
-                str(m["failed"]),
+                _statement_counts(bounded_n),
+                str(bounded_n["failed"]),
             )
         )
     latency_ratio = summary[LONG]["latency"] / summary[SHORT]["latency"]
