@@ -1,4 +1,9 @@
-"""The custom user: UUID primary key, unique email and a role."""
+"""The custom user (UUID primary key, unique email, a role) and the secrets
+users keep for their tools' credentials.
+
+`Secret.value` never leaves the server: it is stored encrypted and read only
+when a tool of its owner's agent runs (see `accounts.secrets`).
+"""
 
 import uuid
 
@@ -16,6 +21,11 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER)
     created_at = models.DateTimeField(auto_now_add=True)
+    tokens_valid_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Tokens issued before this moment no longer work (logout everywhere).",
+    )
 
     REQUIRED_FIELDS = ["email"]
 
@@ -24,3 +34,25 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+
+class Secret(models.Model):
+    """A named credential of one user, encrypted at rest (Fernet)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100)
+    ciphertext = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"], name="secret_unique_owner_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

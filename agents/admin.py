@@ -34,7 +34,15 @@ class AgentToolForm(forms.ModelForm):
 
     class Meta:
         model = AgentTool
-        fields = ["tool", "config", "enabled", "requires_approval", "position"]
+        fields = [
+            "tool",
+            "config",
+            "enabled",
+            "requires_approval",
+            "approval_ttl_seconds",
+            "allow_edit",
+            "position",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

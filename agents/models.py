@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.text import slugify
 
@@ -24,6 +25,8 @@ CONFIG_FIELDS = (
     "usage_limits",
     "kind",
 )
+DEFAULT_APPROVAL_TTL_SECONDS = 1800
+MAX_APPROVAL_TTL_SECONDS = 604_800
 #: Everything an owner sets on an agent (besides its tools), in form order.
 EDITABLE_FIELDS = ("name", "description", *CONFIG_FIELDS, "visibility", "is_active")
 
@@ -147,6 +150,15 @@ class AgentTool(models.Model):
     config = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     requires_approval = models.BooleanField(default=False)
+    approval_ttl_seconds = models.PositiveIntegerField(
+        default=DEFAULT_APPROVAL_TTL_SECONDS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_APPROVAL_TTL_SECONDS)],
+        help_text="A pending approval of this tool is denied after this long.",
+    )
+    allow_edit = models.BooleanField(
+        default=False,
+        help_text="Whoever approves a call may change its arguments.",
+    )
     position = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -161,6 +173,8 @@ class AgentTool(models.Model):
             "config": self.config,
             "enabled": self.enabled,
             "requires_approval": self.requires_approval,
+            "approval_ttl_seconds": self.approval_ttl_seconds,
+            "allow_edit": self.allow_edit,
         }
 
 

@@ -26,6 +26,7 @@ from django.db.models import F
 from accounts.models import User
 from agents.models import (
     CONFIG_FIELDS,
+    DEFAULT_APPROVAL_TTL_SECONDS,
     EDITABLE_FIELDS,
     Agent,
     AgentTool,
@@ -48,6 +49,10 @@ def _replace_tools(agent: Agent, tools: Iterable[Mapping[str, Any]]) -> None:
             config=entry.get("config") or {},
             enabled=entry.get("enabled", True),
             requires_approval=entry.get("requires_approval", False),
+            approval_ttl_seconds=entry.get(
+                "approval_ttl_seconds", DEFAULT_APPROVAL_TTL_SECONDS
+            ),
+            allow_edit=entry.get("allow_edit", False),
             position=position,
         )
         for position, entry in enumerate(tools)

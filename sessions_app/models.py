@@ -27,6 +27,14 @@ class Session(models.Model):
     )
     title = models.CharField(max_length=200, blank=True, default="")
     external_session_id = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "The agent version this session's turns run; empty follows the latest "
+            "(always so for the agent's owner)."
+        ),
+    )
     state = models.JSONField(default=dict, blank=True)
     configuration = models.JSONField(default=dict, blank=True)
     last_sequence = models.PositiveIntegerField(
@@ -126,6 +134,11 @@ class AgentExecution(models.Model):
         blank=True,
         help_text="Refreshed while the turn runs; a stale one means its process died.",
     )
+    approval_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While awaiting approval: when the undecided calls are denied.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -149,6 +162,10 @@ class AgentExecution(models.Model):
             models.Index(fields=["status", "heartbeat_at"], name="execution_lease_idx"),
             models.Index(
                 fields=["user", "-created_at"], name="execution_user_recent_idx"
+            ),
+            models.Index(
+                fields=["status", "approval_expires_at"],
+                name="execution_approval_expiry_idx",
             ),
         ]
 
@@ -204,6 +221,54 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence_number} {self.author}/{self.kind}"
+
+
+class ApprovalDecision(models.Model):
+    """One decision on one tool call that waited for a person (kept for audit)."""
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+
+    class Via(models.TextChoices):
+        WEBSOCKET = "websocket", "Websocket"
+        REST = "rest", "REST"
+        ADMIN = "admin", "Admin"
+        TERMINAL = "terminal", "Terminal"
+        EXPIRY = "expiry", "Expiry"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    execution = models.ForeignKey(
+        AgentExecution, on_delete=models.CASCADE, related_name="approval_decisions"
+    )
+    tool_call_id = models.CharField(max_length=200)
+    tool_name = models.CharField(max_length=200)
+    args = models.JSONField(default=dict, blank=True)
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    edited_args = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True, default="")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField()
+    via = models.CharField(max_length=16, choices=Via.choices)
+
+    class Meta:
+        ordering = ["execution", "decided_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "tool_call_id"],
+                name="approval_decision_unique_call",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} {self.decision}"
 
 
 def artifact_upload_to(instance: Artifact, filename: str) -> str:

@@ -100,6 +100,7 @@ def agent_post(agent: Agent | None, owner, tools: list[dict], **fields) -> dict:
                 f"tools-{i}-tool": tool["tool"],
                 f"tools-{i}-config": tool["config"],
                 f"tools-{i}-enabled": "on",
+                f"tools-{i}-approval_ttl_seconds": "1800",
                 f"tools-{i}-position": str(i),
             }
         )

@@ -36,7 +36,14 @@ class AgentToolSerializer(StrictModelSerializer):
 
     class Meta:
         model = AgentTool
-        fields = ["tool", "config", "enabled", "requires_approval"]
+        fields = [
+            "tool",
+            "config",
+            "enabled",
+            "requires_approval",
+            "approval_ttl_seconds",
+            "allow_edit",
+        ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # A PATCH makes nested fields optional too, but `tools` replaces the

@@ -10,13 +10,21 @@ from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
+APPROVAL_DEFAULTS = {"approval_ttl_seconds": 1800, "allow_edit": False}
 NOTES = {
     "tool": NOTES_KIND,
     "config": {"limit": 3},
     "enabled": True,
     "requires_approval": False,
+    **APPROVAL_DEFAULTS,
 }
-CLOCK = {"tool": CLOCK_KIND, "config": {}, "enabled": False, "requires_approval": True}
+CLOCK = {
+    "tool": CLOCK_KIND,
+    "config": {},
+    "enabled": False,
+    "requires_approval": True,
+    **APPROVAL_DEFAULTS,
+}
 
 
 def create(client, **fields):
@@ -44,7 +52,13 @@ def test_created_agent_is_dynamic_private_active_version_1_with_its_tools(client
 def test_tool_config_is_normalised_by_the_registry(client):
     data = create(client, tools=[{"tool": NOTES_KIND}])
     assert data["tools"] == [
-        {"tool": NOTES_KIND, "config": {}, "enabled": True, "requires_approval": False}
+        {
+            "tool": NOTES_KIND,
+            "config": {},
+            "enabled": True,
+            "requires_approval": False,
+            **APPROVAL_DEFAULTS,
+        }
     ]
 
 
