@@ -35,6 +35,11 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.username
 
+    @property
+    def tool_role(self) -> str:
+        """The role file tools go by: a superuser counts as an admin."""
+        return self.Role.ADMIN if self.is_superuser else self.role
+
 
 class Secret(models.Model):
     """A named credential of one user, encrypted at rest (Fernet)."""

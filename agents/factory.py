@@ -85,6 +85,10 @@ class TurnDeps:
     user_id: Any = None
     agent_id: Any = None
     session_id: Any = None
+    #: The agent's owner: whose secrets its tools may use.
+    owner_id: Any = None
+    #: The session user's role: what its file tools may do (`User.tool_role`).
+    user_role: str = "user"
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -311,6 +315,8 @@ def _toolset_for(tools: list[dict[str, Any]], deps: TurnDeps | None) -> Any:
         user_id=deps.user_id,
         agent_id=deps.agent_id,
         session_id=deps.session_id,
+        owner_id=deps.owner_id,
+        user_role=deps.user_role,
     )
     try:
         return registry_toolset_for(tools, context)

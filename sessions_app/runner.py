@@ -442,6 +442,8 @@ class _TurnContext:
     state: dict[str, Any]
     user_id: Any
     agent_id: Any
+    owner_id: Any
+    user_role: str
     history: list[Any]
     prompt: str | list[Any] | None
     own_messages: list[Any] = field(default_factory=list)
@@ -449,7 +451,7 @@ class _TurnContext:
 
 
 def _load_context(execution_id: str, resuming: bool = False) -> _TurnContext:
-    execution = AgentExecution.objects.select_related("session", "agent").get(
+    execution = AgentExecution.objects.select_related("session", "agent", "user").get(
         pk=execution_id
     )
     if resuming:
@@ -504,6 +506,8 @@ def _context_of(
             state=dict(session.state or {}),
             user_id=execution.user_id,
             agent_id=agent.pk,
+            owner_id=agent.owner_id,
+            user_role=execution.user.tool_role,
             history=history + ModelMessagesTypeAdapter.validate_python(own),
             prompt=None,
             own_messages=own,
@@ -514,6 +518,8 @@ def _context_of(
         state=dict(session.state or {}),
         user_id=execution.user_id,
         agent_id=agent.pk,
+        owner_id=agent.owner_id,
+        user_role=execution.user.tool_role,
         history=history,
         prompt=_prompt(execution.input, attachments or []),
     )
@@ -564,6 +570,8 @@ async def _run(
         deps = TurnDeps(
             user_id=context.user_id,
             agent_id=context.agent_id,
+            owner_id=context.owner_id,
+            user_role=context.user_role,
             session_id=live.session_id,
             state=context.state,
         )

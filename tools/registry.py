@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,10 @@ class ToolContext:
     user_id: Any = None
     agent_id: Any = None
     session_id: Any = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The agent's owner, whose secrets the tools resolve.
+    owner_id: Any = None
+    #: The session user's role (`User.tool_role`): `user`, `developer` or `admin`.
+    user_role: str = "user"
 
 
 Builder = Callable[[BaseModel, ToolContext], AbstractToolset]
