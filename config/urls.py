@@ -3,7 +3,11 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from config.health import health
 
@@ -20,6 +24,11 @@ urlpatterns = [
         r"^api/docs/?$",
         SpectacularSwaggerView.as_view(url_name="schema"),
         name="swagger-ui",
+    ),
+    re_path(
+        r"^api/redoc/?$",
+        SpectacularRedocView.as_view(url_name="schema"),
+        name="redoc",
     ),
     path("api/auth/", include("accounts.api.urls")),
     path("api/", include("sessions_app.api.turn_urls")),

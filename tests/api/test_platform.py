@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -122,3 +123,15 @@ def test_schema_and_docs_are_served_anonymously(api_client):
         assert any(p.rstrip("/") == path.rstrip("/") for p in doc["paths"]), path
     docs = api_client.get("/api/docs/")
     assert docs.status_code == 200 and "html" in docs["Content-Type"]
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_api_docs_pages_load_every_asset_from_this_server(api_client, page):
+    html = api_client.get(page).content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html)
+    assert assets, html
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        response = api_client.get(asset)
+        assert response.status_code == 200, asset
+        response.close()
