@@ -11,6 +11,10 @@ from drf_spectacular.views import (
 
 from config.health import health
 
+admin.site.site_header = "Agentry administration"
+admin.site.site_title = "Agentry admin"
+admin.site.index_title = "Agents, sessions and the marketplace"
+
 handler400 = "config.errors.bad_request"
 handler403 = "config.errors.permission_denied"
 handler404 = "config.errors.page_not_found"

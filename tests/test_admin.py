@@ -168,3 +168,10 @@ def test_listing_approve_and_unapprove_actions(staff, admin_user):
     assert Listing.objects.get(pk=listing.pk).is_approved
     staff.post(url, {"action": "unapprove", "_selected_action": [str(listing.pk)]})
     assert not Listing.objects.get(pk=listing.pk).is_approved
+
+
+def test_the_admin_is_titled_agentry_with_its_icon(staff):
+    html = staff.get(reverse("admin:index")).content.decode()
+    assert "<title>Agents, sessions and the marketplace | Agentry admin</title>" in html
+    assert "Agentry administration" in html
+    assert 'rel="icon" href="/static/favicon.svg"' in html
