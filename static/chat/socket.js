@@ -138,11 +138,6 @@ export class SessionSocket {
     this.ws.send(JSON.stringify(frame));
   }
 
-  /** Drops queued frames that match `predicate` (a message the user took back). */
-  unqueue(predicate) {
-    this.queue = this.queue.filter((frame) => !predicate(frame));
-  }
-
   startHeartbeat() {
     this.stopHeartbeat();
     this.pingTimer = setInterval(() => {

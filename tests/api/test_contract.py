@@ -23,7 +23,7 @@ from config.serializers import StrictBooleanField, StrictChoiceField, StringOnly
 from config.validation import MAX_JSON_DEPTH
 from sessions_app.api.serializers import SessionSerializer
 from tests.api.conftest import assert_error
-from tests.factories import AgentFactory
+from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -188,9 +188,11 @@ def test_text_filters_take_the_empty_string(client, session):
 
 
 def test_a_filter_for_an_existing_agent_still_filters(client, session, user):
-    AgentFactory(owner=user)
+    elsewhere = SessionFactory(user=user, agent=AgentFactory(owner=user))
     body = client.get(f"/api/sessions/?agent={session.agent_id}").json()
     assert [s["id"] for s in body["results"]] == [str(session.pk)]
+    unfiltered = client.get("/api/sessions/").json()["results"]
+    assert str(elsewhere.pk) in [s["id"] for s in unfiltered]
 
 
 # ---------------------------------------------------------------- bodies

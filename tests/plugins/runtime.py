@@ -22,10 +22,10 @@ from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
 from agents.models import Agent, AgentVersion
+from sessions_app.frames import is_terminal
 from sessions_app.models import Session
 
 FAKE_MODEL = "openai-chat:fake"
-TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
 
 @pytest.fixture(autouse=True)
@@ -66,12 +66,6 @@ def access_token(user) -> str:
     """A real access token; minting one touches no database table."""
     return str(AccessToken.for_user(user))
 
-
-def is_terminal(frame: dict) -> bool:
-    return (
-        frame.get("type") == "execution"
-        and frame["execution"].get("status") in TERMINAL
-    )
 
 
 def is_status(status: str) -> Callable[[dict], bool]:
