@@ -28,9 +28,14 @@ test: install lint
 	$(VENV_PY) -m pytest -m "not browser"
 	$(VENV_PY) -m pytest -m browser tests/browser; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
-lint: install
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: install node_modules/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	npx --no-install eslint static/chat
 
 format: install
 	.venv/bin/ruff check --fix .
@@ -60,4 +65,4 @@ bench: install
 	$(VENV_PY) -m bench
 
 clean:
-	rm -rf .venv staticfiles .pytest_cache .ruff_cache
+	rm -rf .venv node_modules staticfiles .pytest_cache .ruff_cache

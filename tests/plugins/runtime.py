@@ -67,7 +67,6 @@ def access_token(user) -> str:
     return str(AccessToken.for_user(user))
 
 
-
 def is_status(status: str) -> Callable[[dict], bool]:
     return lambda f: f.get("type") == "execution" and f["execution"]["status"] == status
 
