@@ -8,7 +8,7 @@ PORT ?= 8000
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV_PY := .venv/bin/python
 
-.PHONY: install run test lint format migrations-check bench audit clean
+.PHONY: install run test test-fast lint format migrations-check bench audit clean
 
 .venv/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -31,6 +31,10 @@ test: install lint
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The suite without the tests that spawn server processes or drive a browser.
+test-fast: install
+	$(VENV_PY) -m pytest -m "not browser and not slow"
 
 lint: install node_modules/.installed
 	.venv/bin/ruff check .
