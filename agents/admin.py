@@ -135,6 +135,25 @@ class AgentAdmin(admin.ModelAdmin):
     raw_id_fields = ("owner",)
     date_hierarchy = "created_at"
 
+    def delete_model(self, request: HttpRequest, obj: Agent) -> None:
+        if not services.agent_delete(agent=obj):
+            self.message_user(
+                request,
+                f"{obj} was deactivated, not deleted: other users have sessions "
+                "with it, and their history stays.",
+                messages.WARNING,
+            )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        kept = [agent for agent in queryset if not services.agent_delete(agent=agent)]
+        if kept:
+            self.message_user(
+                request,
+                f"{len(kept)} agent(s) were deactivated, not deleted: other users "
+                "have sessions with them, and their history stays.",
+                messages.WARNING,
+            )
+
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         services.agent_record_change(

@@ -4,6 +4,7 @@ Public surface:
     agent_create(owner, fields, tools) -> Agent
     agent_update(agent, fields, tools, user) -> Agent
     agent_restore_version(agent, version, user) -> Agent
+    agent_delete(agent) -> bool             deletes, or deactivates an agent others use
     listing_publish(publisher, agent, title, ...) -> Listing
     listing_install(listing, user) -> Agent
 
@@ -163,6 +164,26 @@ def agent_restore_version(*, agent: Agent, version: int, user: User) -> Agent:
         user=user,
         notes=f"Restored from version {version}.",
     )
+
+
+def agent_delete(*, agent: Agent) -> bool:
+    """Deletes `agent`, or deactivates it when other users have sessions with it.
+
+    Other users' sessions, events and artifacts are their history, and
+    deleting the agent would cascade them away; deactivated, it stops
+    answering them (and everyone), and its owner still sees it. The agent's
+    row is locked meanwhile: a session opened concurrently waits for the
+    outcome. Returns whether the agent was deleted.
+    """
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        if agent.sessions.exclude(user_id=agent.owner_id).exists():
+            if agent.is_active:
+                agent.is_active = False
+                agent.save(update_fields=["is_active", "updated_at"])
+            return False
+        agent.delete()
+        return True
 
 
 def listing_publish(

@@ -20,7 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from agents.models import Agent
-from sessions_app import runner
+from agents.selectors import agent_answers
+from sessions_app import runner, services
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
 
@@ -50,8 +51,34 @@ class EventInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
 
+class SessionAdminForm(forms.ModelForm):
+    class Meta:
+        model = Session
+        fields = [
+            "agent",
+            "user",
+            "title",
+            "external_session_id",
+            "agent_version",
+            "state",
+            "configuration",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        agent, user = cleaned.get("agent"), cleaned.get("user")
+        adding = self.instance._state.adding
+        if adding and agent and user and not agent_answers(agent=agent, user=user):
+            raise forms.ValidationError(
+                f"{agent} does not answer {user}: it is inactive, or another "
+                "user's private agent."
+            )
+        return cleaned
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
+    form = SessionAdminForm
     inlines = [EventInline]
     list_display = ("__str__", "user", "agent", "last_sequence", "updated_at")
     list_filter = ("agent__kind", "created_at")
@@ -59,6 +86,31 @@ class SessionAdmin(admin.ModelAdmin):
     readonly_fields = ("last_sequence", "created_at", "updated_at")
     raw_id_fields = ("user", "agent")
     date_hierarchy = "updated_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A new session's version is the pin `session_create` takes; an
+        # existing one may be moved (empty: follow the latest).
+        readonly = super().get_readonly_fields(request, obj)
+        return readonly if obj is not None else (*readonly, "agent_version")
+
+    def save_model(
+        self, request: HttpRequest, obj: Session, form: Any, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.session_create(
+            user=obj.user,
+            agent=obj.agent,
+            title=obj.title,
+            external_session_id=obj.external_session_id,
+            state=obj.state,
+            configuration=obj.configuration,
+        )
+        # The admin goes on (log entry, redirect) with the row created.
+        obj.pk = created.pk
+        obj._state.adding = False
+        obj.refresh_from_db()
 
     def get_urls(self) -> list:
         return [
@@ -85,12 +137,12 @@ class SessionAdmin(admin.ModelAdmin):
         }
         if request.method == "POST" and form.is_valid():
             message = form.cleaned_data["message"]
-            session = Session.objects.create(
-                agent=agent,
-                user=request.user,
-                title=f"Tried in the admin: {message[:60]}",
-            )
             try:
+                session = services.session_create(
+                    user=request.user,
+                    agent=agent,
+                    title=f"Tried in the admin: {message[:60]}",
+                )
                 execution = async_to_sync(runner.run_to_completion)(
                     runner.TurnRequest(
                         session_id=str(session.pk),

@@ -20,11 +20,9 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from config.validation import is_uuid
 from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
 from sessions_app.frames import error_frame, event_frame
-from sessions_app.models import Session
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +75,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_UNAUTHENTICATED)
             return
         session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
-        owned = is_uuid(session_id) and await run_db(
-            lambda: Session.objects.filter(pk=session_id, user_id=user.pk).exists()
+        # A session stays open to its user when its agent stops answering:
+        # its history is theirs, and a refused turn is an error frame.
+        owned = await run_db(
+            lambda: selectors.session_of(user=user, session_id=session_id) is not None
         )
         if not owned:
             await self.close(CLOSE_NOT_FOUND)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from pydantic_ai import (
     AgentRunResultEvent,
     BinaryContent,
@@ -56,9 +57,10 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import repair_messages
 
-from agents.models import Agent
+from agents.models import Agent, AgentVersion
+from agents.selectors import agent_answers, agent_config_at
 from config.validation import is_invalid_text, is_uuid
-from sessions_app import approvals, broadcast, services
+from sessions_app import approvals, broadcast, selectors, services
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import (
@@ -198,7 +200,9 @@ def _open(request: TurnRequest) -> _Opened:
     """Everything a new turn needs from the database, in one thread hop: the
     user's event and execution, pending approvals it abandons and, when it can
     start at once, its context."""
-    session = Session.objects.select_related("agent").get(pk=request.session_id)
+    session = _session_answering(request)
+    version = _version_of(session)
+    config = _config_at(session.agent, version)
     policy = _policy(request, session)
     attachments = _attachments(request)
     unfinished = services.unfinished_turns(session.pk)
@@ -212,8 +216,9 @@ def _open(request: TurnRequest) -> _Opened:
         metadata={"attachments": attachments} if attachments else {},
         client_message_id=request.client_message_id or "",
         policy="reject" if policy == "reject" else "enqueue",
-        model=session.agent.model or settings.AGENTRY_DEFAULT_MODEL,
+        model=config.get("model") or settings.AGENTRY_DEFAULT_MODEL,
         busy=any(turn.active for turn in unfinished),
+        agent_version=version,
     )
     if opened.duplicate:
         return _Opened(opened, policy)
@@ -225,9 +230,50 @@ def _open(request: TurnRequest) -> _Opened:
     context = None
     if opened.execution.status == Status.RUNNING:
         context = _context_of(
-            opened.execution, session, session.agent, attachments=attachments
+            opened.execution,
+            session,
+            session.agent,
+            attachments=attachments,
+            config=config,
         )
     return _Opened(opened, policy, abandoned, context)
+
+
+def _session_answering(request: TurnRequest) -> Session:
+    """The request's session, when its agent still answers the session's user.
+
+    Checked for every turn: an owner who makes an agent private or inactive
+    stops it answering at once, whatever sessions were opened before.
+    """
+    try:
+        session = selectors.session_for_turn(
+            session_id=request.session_id, user_id=request.user_id
+        )
+    except (Session.DoesNotExist, ValidationError):
+        raise TurnRejected("not_found", "No such session.", 404) from None
+    if not agent_answers(agent=session.agent, user=session.user):
+        raise services.AgentUnavailable
+    return session
+
+
+def _version_of(session: Session) -> int:
+    """The agent version a new turn of the session runs: its pinned one, or
+    the latest when it follows the agent (always so for the owner)."""
+    if session.agent_version is not None:
+        return session.agent_version
+    return session.agent.version
+
+
+def _config_at(agent: Agent, version: int) -> dict[str, Any]:
+    try:
+        return agent_config_at(agent=agent, version=version)
+    except AgentVersion.DoesNotExist:
+        raise TurnRejected(
+            "agent_version_unavailable",
+            f"Version {version} of this agent is no longer stored; set the "
+            'session\'s agent_version to "latest" to run the current one.',
+            409,
+        ) from None
 
 
 def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
@@ -320,6 +366,7 @@ async def submit_approval(
         approvals.pending_approvals, execution_id, user_id
     )
     results = approvals.parse_decisions(pending, decisions)
+    await run_db(_ensure_agent_answers, execution)
     try:
         execution, event = await run_db(
             services.execution_resume,
@@ -343,6 +390,16 @@ async def submit_approval(
     )
     task = asyncio.create_task(_drive(live, execution, resume=results))
     return Submission(execution, task=task)
+
+
+def _ensure_agent_answers(execution: AgentExecution) -> None:
+    """Refuses to resume a paused turn whose agent no longer answers its
+    user; the turn stays paused (the owner may make the agent available again)."""
+    session = selectors.session_for_turn(
+        session_id=execution.session_id, user_id=execution.user_id
+    )
+    if not agent_answers(agent=session.agent, user=session.user):
+        raise services.AgentUnavailable
 
 
 async def run_to_completion(request: TurnRequest) -> AgentExecution:
@@ -454,6 +511,10 @@ def _load_context(execution_id: str, resuming: bool = False) -> _TurnContext:
     execution = AgentExecution.objects.select_related("session", "agent", "user").get(
         pk=execution_id
     )
+    # A queued turn starts, or a paused one resumes, only while the agent
+    # still answers the session's user (it may have changed since).
+    if not agent_answers(agent=execution.agent, user=execution.user):
+        raise services.AgentUnavailable
     if resuming:
         return _context_of(execution, execution.session, execution.agent, resuming=True)
     user_event = (
@@ -476,10 +537,19 @@ def _context_of(
     *,
     attachments: list[dict[str, Any]] | None = None,
     resuming: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> _TurnContext:
     """What a run of `execution` needs: the agent's config, the session's
     state and the model history of the session's earlier turns (all of them,
-    or the last `AGENTRY_HISTORY_TURNS`)."""
+    or the last `AGENTRY_HISTORY_TURNS`).
+
+    The config is that of the version the execution recorded when it was
+    opened (`config`, when the caller has just read it): the session's pinned
+    version, or the latest one then. A paused turn resumes on it too, after a
+    restart as well, whatever the owner changed meanwhile.
+    """
+    if config is None:
+        config = _config_at(agent, execution.agent_version)
     previous = (
         AgentExecution.objects.filter(session_id=session.pk, finished_at__isnull=False)
         .exclude(pk=execution.pk)
@@ -502,7 +572,7 @@ def _context_of(
         # the run continues from them with no new prompt.
         own = list(execution.messages or [])
         return _TurnContext(
-            config=agent.config_snapshot(),
+            config=config,
             state=dict(session.state or {}),
             user_id=execution.user_id,
             agent_id=agent.pk,
@@ -514,7 +584,7 @@ def _context_of(
             own_usage=dict(execution.usage or {}),
         )
     return _TurnContext(
-        config=agent.config_snapshot(),
+        config=config,
         state=dict(session.state or {}),
         user_id=execution.user_id,
         agent_id=agent.pk,
@@ -637,6 +707,10 @@ async def _run(
                 },
             ),
         )
+    except TurnRejected as exc:
+        # Found as a queued turn starts or a paused one resumes: its agent no
+        # longer answers the session's user, or its version is gone.
+        return await _finish(live, status=Status.FAILED, error=(exc.code, exc.message))
     except Exception as exc:
         status, code, message = classify_failure(exc)
         if isinstance(exc, RunCancelled) and not isinstance(exc, RunTimedOut):

@@ -2,6 +2,9 @@
 
 Public surface:
     sessions_of(user)
+    session_of(*, user, session_id)            the user's session with its agent, or None
+    session_for_turn(*, session_id, user_id)   the session a turn runs in, with its agent
+                                               and user (raises Session.DoesNotExist)
     events_after(session_id, after_sequence, limit)   stored events in sequence order
     executions_of(user)
     artifacts_of(user)
@@ -14,11 +17,34 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import User
+from config.validation import is_uuid
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
 
 def sessions_of(user: User) -> QuerySet[Session]:
     return Session.objects.filter(user=user)
+
+
+def session_of(*, user: User, session_id: Any) -> Session | None:
+    """`user`'s session `session_id` with its agent; None when it is not theirs
+    (or `session_id` is not an id at all)."""
+    if not is_uuid(session_id):
+        return None
+    return sessions_of(user).select_related("agent").filter(pk=session_id).first()
+
+
+def session_for_turn(*, session_id: Any, user_id: Any) -> Session:
+    """The session in which `user_id` starts a turn, with its agent and user.
+
+    Only the session's own user runs turns in it. Whether its agent still
+    answers them is `agents.selectors.agent_answers`, checked by the runner.
+
+    Raises:
+        Session.DoesNotExist: no such session of that user.
+    """
+    return Session.objects.select_related("agent", "user").get(
+        pk=session_id, user_id=user_id
+    )
 
 
 def events_after(

@@ -3,6 +3,8 @@
 Public surface (all synchronous; call them through `sessions_app.db.run_db` from
 async code):
     clean_text(value), clean_json(value)   what PostgreSQL can store, from any text
+    session_create(*, user, agent, ...)     a new session, pinned to the agent's version
+                                            unless `user` owns the agent
     event_append(...)                       one event with the next sequence number
     unfinished_turns(session_id)            the session's queued, running and paused turns
     turn_open(...)                          the user's event and its execution, atomically
@@ -29,6 +31,7 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from agents.selectors import agent_answers
 from config.validation import INVALID_TEXT
 from sessions_app.models import AgentExecution, Event, Session
 
@@ -45,6 +48,54 @@ class TurnRejected(Exception):
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+
+
+class AgentUnavailable(TurnRejected):
+    """The session's agent no longer answers its user: private, or inactive."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "agent_unavailable",
+            "This agent is no longer available: its owner made it private or "
+            "inactive. The session's history stays readable.",
+            404,
+        )
+
+
+def session_create(
+    *,
+    user: Any,
+    agent: Any,
+    title: str = "",
+    external_session_id: str = "",
+    state: dict[str, Any] | None = None,
+    configuration: dict[str, Any] | None = None,
+    follow_latest: bool = False,
+) -> Session:
+    """Opens a session of `user` with `agent`: every way of starting a
+    conversation (API, agent run, admin, terminal) comes through here.
+
+    The agent's owner always runs its latest version. Anyone else's session
+    is pinned to the version current now, so an owner's later change of
+    instructions or tools does not reach users who chose the earlier one;
+    they move on with `agent_version: "latest"` (`follow_latest` here).
+
+    Raises:
+        AgentUnavailable: the agent does not answer `user` (inactive, or
+            another user's private agent).
+    """
+    if not agent_answers(agent=agent, user=user):
+        raise AgentUnavailable
+    follows_latest = follow_latest or agent.owner_id == user.pk
+    return Session.objects.create(
+        user=user,
+        agent=agent,
+        agent_version=None if follows_latest else agent.version,
+        title=title,
+        external_session_id=external_session_id,
+        state=state or {},
+        configuration=configuration or {},
+    )
 
 
 def clean_text(value: Any) -> str:
@@ -199,8 +250,12 @@ def turn_open(
     policy: str,
     model: str,
     busy: bool | None = None,
+    agent_version: int | None = None,
 ) -> OpenedTurn:
     """Stores the user's message and its execution in one transaction.
+
+    `agent_version` is the version the turn runs (the session's pinned one;
+    by default the agent's current one); a resumed turn runs it too.
 
     With the `reject` policy the execution starts `running`, and a queued or
     running turn of the session refuses it without storing anything (between
@@ -226,7 +281,7 @@ def turn_open(
             execution = AgentExecution.objects.create(
                 session_id=session.pk,
                 agent_id=session.agent_id,
-                agent_version=session.agent.version,
+                agent_version=agent_version or session.agent.version,
                 user_id=user_id,
                 status=Status.QUEUED if queued else Status.RUNNING,
                 input=content,

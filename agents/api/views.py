@@ -81,6 +81,16 @@ class AgentViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer: AgentSerializer) -> None:
         serializer.save(user=self.request.user)
 
+    @extend_schema(
+        description="Deletes the agent; when other users have sessions with it, "
+        "deactivates it instead, so their history stays (204 either way)."
+    )
+    def destroy(self, request: Request, *args, **kwargs) -> Response:
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance: Agent) -> None:
+        services.agent_delete(agent=instance)
+
     @extend_schema(responses=AgentVersionSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
     def versions(self, request: Request, pk: str | None = None) -> Response:

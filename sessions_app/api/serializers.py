@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent
-from agents.selectors import agents_visible_to
+from agents.selectors import agent_answers, agents_visible_to
 from config.serializers import (
     JSONObjectField,
     StrictCharField,
@@ -24,6 +25,43 @@ from sessions_app.frames import event_payload, execution_payload
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
 MULTITASK_POLICIES = ("reject", "enqueue", "interrupt")
+FOLLOW_LATEST = "latest"
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "enum": [FOLLOW_LATEST]},
+        ],
+        "description": 'The agent version the session\'s turns run, or "latest". '
+        "A session on another user's agent is pinned to the version of the day "
+        'it opened; write "latest" to follow the agent\'s changes. The '
+        "owner's sessions always follow the latest.",
+    }
+)
+class AgentVersionPinField(serializers.Field):
+    """`Session.agent_version` as clients see it: the pinned number, or
+    "latest" for null. Only "latest" may be written: a pin is taken when the
+    session opens, never chosen."""
+
+    default_error_messages = {
+        "only_latest": f'agent_version can only be set to "{FOLLOW_LATEST}".'
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The whole session, so that null reads as "latest" (DRF would
+        # render a null attribute as null without asking the field).
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, session: Session) -> int | str:
+        pinned = session.agent_version
+        return FOLLOW_LATEST if pinned is None else pinned
+
+    def to_internal_value(self, data: Any) -> dict[str, None]:
+        if not isinstance(data, str) or data != FOLLOW_LATEST:
+            self.fail("only_latest")
+        return {"agent_version": None}
 
 
 class SessionSerializer(StrictModelSerializer):
@@ -33,6 +71,7 @@ class SessionSerializer(StrictModelSerializer):
         help_text="Your agent or a public one.",
     )
     user = StrictUUIDField(source="user_id", read_only=True)
+    agent_version = AgentVersionPinField(required=False)
     state = JSONObjectField(required=False)
     configuration = JSONObjectField(
         required=False,
@@ -47,6 +86,7 @@ class SessionSerializer(StrictModelSerializer):
             "user",
             "title",
             "external_session_id",
+            "agent_version",
             "state",
             "configuration",
             "last_sequence",
@@ -59,12 +99,26 @@ class SessionSerializer(StrictModelSerializer):
         fields = super().get_fields()
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
-            fields["agent"].queryset = agents_visible_to(request.user)
+            agents = agents_visible_to(request.user)
+            if isinstance(self.instance, Session):
+                # A session echoed back names its agent even when that agent
+                # has since become private or inactive.
+                agents |= Agent.objects.filter(pk=self.instance.agent_id)
+            fields["agent"].queryset = agents
         return fields
 
     def validate_agent(self, agent):
-        if self.instance is not None and agent.pk != self.instance.agent_id:
-            raise serializers.ValidationError("A session's agent cannot be changed.")
+        if self.instance is not None:
+            if agent.pk != self.instance.agent_id:
+                raise serializers.ValidationError(
+                    "A session's agent cannot be changed."
+                )
+            return agent
+        request = self.context.get("request")
+        if request is not None and not agent_answers(agent=agent, user=request.user):
+            raise serializers.ValidationError(
+                "This agent is inactive: activate it to open sessions with it."
+            )
         return agent
 
     def validate_state(self, value: Any) -> Any:

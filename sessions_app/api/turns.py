@@ -12,9 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db.models import Q
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -22,15 +20,16 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.models import Agent
+from agents.selectors import agents_visible_to
 from config.errors import ApiError
 from config.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
-from sessions_app import broadcast, runner
+from sessions_app import broadcast, runner, selectors, services
 from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Event, Session
 
@@ -99,6 +98,13 @@ def _turn_answer(execution: AgentExecution) -> dict[str, Any]:
         "execution": execution_payload(execution),
         "events": [event_payload(e) for e in events],
     }
+
+
+def _session_or_404(request: Request, pk: str) -> Session:
+    session = selectors.session_of(user=request.user, session_id=pk)
+    if session is None:
+        raise NotFound("No such session.")
+    return session
 
 
 def _rejected(exc: runner.TurnRejected) -> ApiError:
@@ -202,7 +208,7 @@ class SessionMessagesView(APIView):
         summary="Send a message: one turn (JSON when it ends, or an SSE stream of its frames)",
     )
     def post(self, request: Request, pk: str) -> Response | StreamingHttpResponse:
-        session = get_object_or_404(Session, pk=pk, user=request.user)
+        session = _session_or_404(request, pk)
         stream = _wants_stream(request)
         body = MessageSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -268,7 +274,7 @@ class SessionCancelView(APIView):
         summary="Cancel the running turn of a session",
     )
     def post(self, request: Request, pk: str) -> Response:
-        session = get_object_or_404(Session, pk=pk, user=request.user)
+        session = _session_or_404(request, pk)
         cancelled = async_to_sync(runner.cancel_turn)(str(session.pk))
         return Response({"cancelled": cancelled}, status=status.HTTP_202_ACCEPTED)
 
@@ -290,30 +296,30 @@ class AgentRunView(APIView):
         summary="Run one turn of an agent, in a new session unless one is given",
     )
     def post(self, request: Request, pk: str) -> Response:
-        agent = get_object_or_404(
-            Agent.objects.filter(
-                Q(owner=request.user) | Q(visibility=Agent.Visibility.PUBLIC)
-            ),
-            pk=pk,
-        )
+        agent = agents_visible_to(request.user).filter(pk=pk).first()
+        if agent is None:
+            raise NotFound("No such agent.")
         body = RunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         session_id = body.validated_data.get("session")
         if session_id is not None:
-            session = Session.objects.filter(
-                pk=session_id, user=request.user, agent=agent
-            ).first()
-            if session is None:
+            session = selectors.session_of(user=request.user, session_id=session_id)
+            if session is None or session.agent_id != agent.pk:
                 raise serializers.ValidationError(
                     {"session": ["No session of yours with this agent has that id."]}
                 )
         else:
             content = body.validated_data["input"]
-            session = Session.objects.create(
-                agent=agent,
-                user=request.user,
-                title=content.strip().splitlines()[0][:80] if content.strip() else "",
-            )
+            try:
+                session = services.session_create(
+                    user=request.user,
+                    agent=agent,
+                    title=content.strip().splitlines()[0][:80]
+                    if content.strip()
+                    else "",
+                )
+            except services.AgentUnavailable as exc:
+                raise _rejected(exc) from None
         execution = _run_blocking(
             runner.TurnRequest(
                 session_id=str(session.pk),

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from config.errors import ApiError, PayloadTooLarge
 from config.filters import StrictFilterSet
 from config.pagination import MAX_POSITION, SequencePagination
-from sessions_app import selectors
+from sessions_app import selectors, services
 from sessions_app.api.serializers import (
     ArtifactSerializer,
     ArtifactUploadSerializer,
@@ -70,7 +70,15 @@ class SessionViewSet(
         return selectors.sessions_of(self.request.user)
 
     def perform_create(self, serializer: SessionSerializer) -> None:
-        serializer.save(user=self.request.user)
+        fields = dict(serializer.validated_data)
+        # "latest" is the only value a client writes (as None).
+        follow_latest = fields.pop("agent_version", False) is None
+        try:
+            serializer.instance = services.session_create(
+                user=self.request.user, follow_latest=follow_latest, **fields
+            )
+        except services.AgentUnavailable as exc:
+            raise ApiError(exc.code, exc.message, exc.status) from None
 
     @extend_schema(
         parameters=[

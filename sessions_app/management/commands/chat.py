@@ -18,7 +18,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
 from agents.models import Agent
-from sessions_app import broadcast, runner
+from agents.selectors import agent_answers
+from sessions_app import broadcast, runner, selectors, services
 from sessions_app.frames import ends_turn
 from sessions_app.models import Session
 
@@ -53,9 +54,10 @@ class Command(BaseCommand):
         user = self._user(options["user"]) if options["user"] else None
         agent = self._agent(options["agent"], options["user"])
         user = user or agent.owner
-        if agent.owner_id != user.pk and agent.visibility != Agent.Visibility.PUBLIC:
+        if not agent_answers(agent=agent, user=user):
             raise CommandError(
-                f"{user} cannot chat with the private agent {agent.slug!r}."
+                f"{user} cannot chat with {agent.slug!r}: it is inactive, or "
+                "another user's private agent."
             )
         session = self._session(options["session"], agent, user)
         self.stdout.write(
@@ -94,13 +96,13 @@ class Command(BaseCommand):
 
     def _session(self, ref: str | None, agent: Agent, user: Any) -> Session:
         if ref is None:
-            return Session.objects.create(agent=agent, user=user, title="Terminal chat")
-        try:
-            return Session.objects.get(pk=uuid.UUID(ref), user=user, agent=agent)
-        except (ValueError, Session.DoesNotExist):
-            raise CommandError(
-                f"No session {ref!r} of {user} with {agent.slug!r}."
-            ) from None
+            return services.session_create(
+                user=user, agent=agent, title="Terminal chat"
+            )
+        session = selectors.session_of(user=user, session_id=ref)
+        if session is None or session.agent_id != agent.pk:
+            raise CommandError(f"No session {ref!r} of {user} with {agent.slug!r}.")
+        return session
 
 
 class TerminalChat:
