@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import ProhibitNullCharactersValidator
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from agents.models import Agent
@@ -22,24 +22,18 @@ from config.serializers import (
     StrictUUIDField,
 )
 from sessions_app.frames import event_payload, execution_payload
-from sessions_app.models import AgentExecution, Artifact, Event, Session
+from sessions_app.models import (
+    AgentExecution,
+    ApprovalDecision,
+    Artifact,
+    Event,
+    Session,
+)
 
 MULTITASK_POLICIES = ("reject", "enqueue", "interrupt")
 FOLLOW_LATEST = "latest"
 
 
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "integer", "minimum": 1},
-            {"type": "string", "enum": [FOLLOW_LATEST]},
-        ],
-        "description": 'The agent version the session\'s turns run, or "latest". '
-        "A session on another user's agent is pinned to the version of the day "
-        'it opened; write "latest" to follow the agent\'s changes. The '
-        "owner's sessions always follow the latest.",
-    }
-)
 class AgentVersionPinField(serializers.Field):
     """`Session.agent_version` as clients see it: the pinned number, or
     "latest" for null. Only "latest" may be written: a pin is taken when the
@@ -62,6 +56,27 @@ class AgentVersionPinField(serializers.Field):
         if not isinstance(data, str) or data != FOLLOW_LATEST:
             self.fail("only_latest")
         return {"agent_version": None}
+
+
+class AgentVersionPinFieldSchema(OpenApiSerializerFieldExtension):
+    """Answers carry a number or "latest"; requests may only say "latest"."""
+
+    target_class = AgentVersionPinField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict:
+        latest = {"type": "string", "enum": [FOLLOW_LATEST]}
+        if direction == "request":
+            return {
+                **latest,
+                "description": "Follow the agent's latest version from now on.",
+            }
+        return {
+            "oneOf": [{"type": "integer", "minimum": 1}, latest],
+            "description": "The agent version the session's turns run, or "
+            '"latest". A session on another user\'s agent is pinned to the '
+            "version current when it opened; the owner's sessions always "
+            "follow the latest.",
+        }
 
 
 class SessionSerializer(StrictModelSerializer):
@@ -212,6 +227,35 @@ class ExecutionSerializer(StrictModelSerializer):
 
     def to_representation(self, instance: AgentExecution) -> dict[str, Any]:
         return execution_payload(instance)
+
+
+class ApprovalDecisionSerializer(StrictModelSerializer):
+    """One kept decision on a tool call that waited for approval."""
+
+    args = serializers.JSONField(help_text="The arguments the model called with.")
+    edited_args = serializers.JSONField(
+        allow_null=True, help_text="The arguments the decider ran it with instead."
+    )
+    decided_by = StrictUUIDField(
+        source="decided_by_id",
+        allow_null=True,
+        help_text="The deciding user's id; null when the approval expired.",
+    )
+
+    class Meta:
+        model = ApprovalDecision
+        fields = [
+            "tool_call_id",
+            "tool_name",
+            "args",
+            "decision",
+            "edited_args",
+            "message",
+            "decided_by",
+            "decided_at",
+            "via",
+        ]
+        read_only_fields = fields
 
 
 class ArtifactSerializer(StrictModelSerializer):
