@@ -313,6 +313,11 @@ AGENTRY_TURN_TIMEOUT = env.float("AGENTRY_TURN_TIMEOUT", default=600.0)
 # A running turn whose process has not refreshed its heartbeat for this long is
 # taken for dead (killed, crashed) and ended as `interrupted`.
 AGENTRY_TURN_LEASE = env.float("AGENTRY_TURN_LEASE", default=20.0)
+# How often each process looks for approvals past their deadline: a pending
+# approval is acted on within this long of expiring (the contract says 10 s).
+AGENTRY_APPROVAL_SWEEP_SECONDS = env.float(
+    "AGENTRY_APPROVAL_SWEEP_SECONDS", default=5.0
+)
 # The offline model's pause between streamed words: readable in a browser,
 # none under tests.
 AGENTRY_OFFLINE_WORD_DELAY = env.float(

@@ -1,4 +1,5 @@
-"""Admin for sessions (events inline, read-only), executions, events and artifacts.
+"""Admin for sessions (events inline, read-only), executions (approval
+decisions inline, read-only), events and artifacts.
 
 Events, executions and artifacts are records of what happened: the admin
 shows them and lets an operator delete them, but never edits them. The
@@ -22,7 +23,13 @@ from django.urls import path
 from agents.models import Agent
 from agents.selectors import agent_answers
 from sessions_app import runner, services
-from sessions_app.models import AgentExecution, Artifact, Event, Session
+from sessions_app.models import (
+    AgentExecution,
+    ApprovalDecision,
+    Artifact,
+    Event,
+    Session,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -178,6 +185,27 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("content", "session__title", "error_code")
 
 
+class ApprovalDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Who decided on each tool call that waited for approval (kept for audit)."""
+
+    model = ApprovalDecision
+    fields = (
+        "tool_call_id",
+        "tool_name",
+        "args",
+        "decision",
+        "edited_args",
+        "message",
+        "decided_by",
+        "decided_at",
+        "via",
+    )
+    readonly_fields = fields
+    ordering = ("decided_at",)
+    extra = 0
+    can_delete = False
+
+
 @admin.register(AgentExecution)
 class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -195,6 +223,7 @@ class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("id", "input", "error_code", "agent__name", "user__username")
     date_hierarchy = "created_at"
     exclude = ("messages",)
+    inlines = [ApprovalDecisionInline]
 
     @admin.display(description="tokens in / out")
     def tokens(self, execution: AgentExecution) -> str:

@@ -194,6 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 execution_id=str(frame.get("execution") or ""),
                 user_id=self.scope["user"].pk,
                 decisions=frame.get("decisions"),
+                via="websocket",
             )
         except runner.TurnRejected as exc:
             await self.send_frame(error_frame(exc.code, exc.message))

@@ -8,14 +8,19 @@ Public surface:
     is_stale(turn)                           whether the sweep would end that unfinished turn
     sweep_stale_executions[_sync]()          ends turns whose process died as `interrupted`
     interrupt_live_turns()                   ends this process's turns as `interrupted`
+    expire_approvals(now=None)               resumes paused turns past their approval
+                                             deadline, their calls denied as expired
 
 Every turn of this process is tracked from the moment its row exists. One
 heartbeat per process extends the lease of all of them in a single UPDATE;
 every process also sweeps turns whose heartbeat is older than
 `AGENTRY_TURN_LEASE` (their process was killed or crashed). Heartbeats and
 sweeps run on a thread of their own, so a busy process never misses its own
-heartbeat behind its turns' queries. Under daphne, a clean shutdown ends the
-running turns as `interrupted` before the reactor stops.
+heartbeat behind its turns' queries. Every `AGENTRY_APPROVAL_SWEEP_SECONDS`
+each process also claims turns paused for approval past their deadline (one
+process wins each claim) and resumes them with the calls denied. Under daphne,
+a clean shutdown ends the running turns as `interrupted` before the reactor
+stops.
 """
 
 from __future__ import annotations
@@ -105,6 +110,21 @@ async def sweep_stale_executions() -> int:
     return await run_db(sweep_stale_executions_sync)
 
 
+async def expire_approvals(now: dt.datetime | None = None) -> int:
+    """Resumes, in this process, the paused turns whose approval deadline has
+    passed (as of `now`), their pending calls denied as `approval_expired`;
+    returns how many."""
+    from sessions_app import approvals, runner
+
+    claimed = await run_db_on(_housekeeping, approvals.claim_expired, now)
+    for execution, event, results in claimed:
+        submission = await runner.resume_claimed(execution, event, results)
+        if submission.task is not None:
+            _background.add(submission.task)
+            submission.task.add_done_callback(_background.discard)
+    return len(claimed)
+
+
 # Loops (not their ids, which a new loop may reuse) already supervised.
 _supervised_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 _background: set[asyncio.Task[Any]] = set()
@@ -120,7 +140,12 @@ def ensure_supervisor() -> None:
     if loop in _supervised_loops:
         return
     _supervised_loops.add(loop)
-    for housekeeping in (_beat_forever(), _sweep_forever(), _listen_for_cancels()):
+    for housekeeping in (
+        _beat_forever(),
+        _sweep_forever(),
+        _expire_forever(),
+        _listen_for_cancels(),
+    ):
         task = loop.create_task(housekeeping)
         _background.add(task)
         task.add_done_callback(_background.discard)
@@ -150,6 +175,15 @@ async def _sweep_forever() -> None:
         except Exception:
             logger.warning("sweeping stale executions failed", exc_info=True)
         await asyncio.sleep(SWEEP_SECONDS)
+
+
+async def _expire_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.AGENTRY_APPROVAL_SWEEP_SECONDS)
+        try:
+            await expire_approvals()
+        except Exception:
+            logger.warning("expiring pending approvals failed", exc_info=True)
 
 
 async def _listen_for_cancels() -> None:

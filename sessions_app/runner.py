@@ -9,6 +9,7 @@ Public surface:
                                 multitask policy and starts the turn as a task
     cancel_turn(session_id)     cancels the running turn wherever it runs
     submit_approval(...)        decisions on a paused turn's tool calls; resumes it
+    resume_claimed(...)         runs on a paused turn its decision or expiry claimed
     wait_for_execution(sub)     the execution once it has finished
     run_to_completion(request)  submit_turn, then wait_for_execution
 
@@ -77,7 +78,6 @@ from sessions_app.turn_events import (
     TurnStream,
     add_usage,
     classify_failure,
-    tool_args,
     usage_of,
 )
 
@@ -358,21 +358,27 @@ async def cancel_turn(
 
 
 async def submit_approval(
-    *, execution_id: Any, user_id: Any, decisions: Any
+    *, execution_id: Any, user_id: Any, decisions: Any, via: str = "rest"
 ) -> Submission:
-    """Records decisions on a paused turn's tool calls and resumes it."""
+    """Keeps the user's decisions on a paused turn's tool calls and resumes it.
+
+    `via` says where the decision came from (`ApprovalDecision.Via`). Raises
+    TurnRejected for bad decisions (the turn stays paused), a turn no longer
+    paused, or one whose approval expired.
+    """
     ensure_supervisor()
     execution, pending = await run_db(
         approvals.pending_approvals, execution_id, user_id
     )
-    results = approvals.parse_decisions(pending, decisions)
+    decided = approvals.parse_decisions(pending, decisions)
     await run_db(_ensure_agent_answers, execution)
     try:
         execution, event = await run_db(
             services.execution_resume,
             execution.pk,
-            user_id=user_id,
-            decisions=decisions,
+            decided_by=user_id,
+            decisions=decided,
+            via=via,
         )
     except services.NotAwaitingApproval:
         raise TurnRejected(
@@ -380,10 +386,23 @@ async def submit_approval(
             "The execution is no longer awaiting approval.",
             409,
         ) from None
+    except services.ApprovalExpired:
+        raise TurnRejected(
+            "approval_expired",
+            "The pending tool calls expired before this decision; they are denied.",
+            409,
+        ) from None
     except services.SessionBusy:
         raise TurnRejected(
             "session_busy", "Another turn of this session is running.", 409
         ) from None
+    return await resume_claimed(execution, event, approvals.deferred_results(decided))
+
+
+async def resume_claimed(
+    execution: AgentExecution, event: Event, results: DeferredToolResults
+) -> Submission:
+    """Runs on a paused turn that a decision (or its expiry) has just claimed."""
     live = track(execution)
     await broadcast.publish(
         live.session_id, event_frame(event), execution_frame(execution)
@@ -752,15 +771,9 @@ async def _pause_for_approval(
     usage: dict[str, int],
     messages: list[Any],
 ) -> AgentExecution:
-    """Stores the calls that wait for a human and pauses the turn."""
-    pending = [
-        {
-            "tool_call_id": call.tool_call_id,
-            "tool_name": call.tool_name,
-            "args": tool_args(call),
-        }
-        for call in requests.approvals
-    ]
+    """Stores the calls that wait for a human and pauses the turn until they
+    are decided or their deadline passes."""
+    pending, deadline = approvals.approval_requests(requests)
     names = ", ".join(sorted({p["tool_name"] for p in pending})) or "a tool"
     specs = []
     if text:
@@ -780,6 +793,7 @@ async def _pause_for_approval(
         usage=usage,
         messages=messages,
         events=specs,
+        approval_expires_at=deadline,
     )
     await broadcast.publish(
         live.session_id, *(event_frame(e) for e in events), execution_frame(execution)

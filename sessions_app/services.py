@@ -10,7 +10,8 @@ async code):
     turn_open(...)                          the user's event and its execution, atomically
     execution_promote(execution_id)         queued -> running when the session is free
     execution_finish(...)                   final status, output, usage, messages, and its events
-    execution_resume(...)                   approval decisions recorded, the turn running again
+    Decision, execution_resume(...)         approval decisions kept, the turn running again
+                                            (a person before the deadline, the sweep after)
     executions_abandon_approvals(session)   pending approvals ended by a new message
     execution_heartbeat(ids)                extends the lease of running executions
     executions_sweep_stale(...)             marks executions of dead processes `interrupted`
@@ -29,11 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.selectors import agent_answers
 from config.validation import INVALID_TEXT
-from sessions_app.models import AgentExecution, Event, Session
+from sessions_app.models import AgentExecution, ApprovalDecision, Event, Session
 
 Status = AgentExecution.Status
 
@@ -354,6 +356,7 @@ _FINISH_FIELDS = (
     "started_at",
     "finished_at",
     "duration_ms",
+    "approval_expires_at",
 )
 
 
@@ -367,11 +370,13 @@ def execution_finish(
     error_code: str = "",
     error_message: str = "",
     events: Iterable[EventSpec] = (),
+    approval_expires_at: dt.datetime | None = None,
 ) -> tuple[AgentExecution, list[Event]]:
     """Ends an execution and appends its closing events, atomically.
 
     Only an active execution is finished: a second finisher (a sweep racing the
-    turn itself) changes nothing and gets the stored state back.
+    turn itself) changes nothing and gets the stored state back. A turn paused
+    for approval keeps `approval_expires_at`, when its pending calls expire.
     """
     with transaction.atomic():
         execution = AgentExecution.objects.select_for_update().get(pk=execution_id)
@@ -388,6 +393,9 @@ def execution_finish(
         execution.started_at = execution.started_at or now
         # A turn paused for approval is not over: it has no end time yet.
         execution.finished_at = None if status == Status.AWAITING_APPROVAL else now
+        execution.approval_expires_at = (
+            approval_expires_at if status == Status.AWAITING_APPROVAL else None
+        )
         execution.duration_ms = max(
             0, int((now - execution.started_at).total_seconds() * 1000)
         )
@@ -402,46 +410,117 @@ class NotAwaitingApproval(Exception):
     """The execution is not (or no longer) waiting for a decision."""
 
 
-def execution_resume(
-    execution_id: Any, *, user_id: Any, decisions: dict[str, Any]
-) -> tuple[AgentExecution, Event]:
-    """Records the user's approval decisions and sets the turn running again.
+class ApprovalExpired(Exception):
+    """The pending calls' deadline passed before the decision came."""
 
-    Raises NotAwaitingApproval, or SessionBusy when another turn of the
-    session runs meanwhile.
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision on one pending tool call, as it is kept
+    (`ApprovalDecision`) and given to the resumed run."""
+
+    tool_call_id: str
+    tool_name: str
+    args: Any
+    decision: str
+    message: str = ""
+    edited_args: dict[str, Any] | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == ApprovalDecision.Decision.APPROVED
+
+    def as_action(self) -> dict[str, Any]:
+        """The decision as the resuming `state` event lists it."""
+        action: dict[str, Any] = {"approved": self.approved, "decision": self.decision}
+        if self.message:
+            action["message"] = self.message
+        if self.edited_args is not None:
+            action["args"] = self.edited_args
+        return action
+
+
+def execution_resume(
+    execution_id: Any,
+    *,
+    decided_by: Any,
+    decisions: Sequence[Decision],
+    via: str,
+    now: dt.datetime | None = None,
+) -> tuple[AgentExecution, Event]:
+    """Keeps the decisions on a paused turn's calls and sets it running again.
+
+    One conditional UPDATE claims the turn, so of two deciders (a person and
+    the expiry sweep, or two processes' sweeps) exactly one resumes it. A
+    person (`decided_by`, the session's user) decides only before the
+    deadline; the sweep (`decided_by=None`) only after it.
+
+    Raises NotAwaitingApproval, ApprovalExpired, or SessionBusy when another
+    turn of the session runs meanwhile.
     """
+    now = now or timezone.now()
+    paused = AgentExecution.objects.filter(
+        pk=execution_id, status=Status.AWAITING_APPROVAL
+    )
+    if decided_by is None:
+        claimable = paused.filter(approval_expires_at__lte=now)
+    else:
+        claimable = paused.filter(user_id=decided_by).filter(
+            Q(approval_expires_at__isnull=True) | Q(approval_expires_at__gt=now)
+        )
     try:
         with transaction.atomic():
-            execution = AgentExecution.objects.select_for_update().get(
-                pk=execution_id, user_id=user_id
+            claimed = claimable.update(
+                status=Status.RUNNING, heartbeat_at=now, approval_expires_at=None
             )
-            if execution.status != Status.AWAITING_APPROVAL:
+            if not claimed:
+                if (
+                    decided_by is not None
+                    and paused.filter(user_id=decided_by).exists()
+                ):
+                    raise ApprovalExpired
                 raise NotAwaitingApproval
-            now = timezone.now()
-            execution.status = Status.RUNNING
-            execution.heartbeat_at = now
-            execution.save(update_fields=["status", "heartbeat_at"])
-            approved = sorted(k for k, v in decisions.items() if _approved(v))
-            denied = sorted(k for k, v in decisions.items() if not _approved(v))
+            execution = AgentExecution.objects.get(pk=execution_id)
+            ApprovalDecision.objects.bulk_create(
+                ApprovalDecision(
+                    execution_id=execution.pk,
+                    tool_call_id=d.tool_call_id,
+                    tool_name=d.tool_name,
+                    args=clean_json(d.args),
+                    decision=d.decision,
+                    edited_args=clean_json(d.edited_args),
+                    message=clean_text(d.message),
+                    decided_by_id=decided_by,
+                    decided_at=now,
+                    via=via,
+                )
+                for d in decisions
+            )
+            approved = sum(d.approved for d in decisions)
+            summary = (
+                f"Approved {approved}, denied {len(decisions) - approved} tool call(s)."
+                if decided_by is not None
+                else f"{len(decisions)} tool call(s) expired unanswered and were denied."
+            )
             event = event_append(
                 execution.session_id,
                 EventSpec(
-                    author=Event.Author.USER,
+                    author=(
+                        Event.Author.USER
+                        if decided_by is not None
+                        else Event.Author.SYSTEM
+                    ),
                     kind=Event.Kind.STATE,
-                    content=f"Approved {len(approved)}, denied {len(denied)} tool call(s).",
-                    actions={"approvals": clean_json(decisions)},
+                    content=summary,
+                    actions={
+                        "approvals": {d.tool_call_id: d.as_action() for d in decisions}
+                    },
                 ),
                 execution_id=execution.pk,
             )
     except IntegrityError:
         raise SessionBusy from None
     return execution, event
-
-
-def _approved(decision: Any) -> bool:
-    return decision is True or (
-        isinstance(decision, Mapping) and decision.get("approved") is True
-    )
 
 
 def executions_abandon_approvals(

@@ -27,6 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_ai.toolsets import AbstractToolset, CombinedToolset
 
+from tools.approval import ApprovalGate
+
 BUILTIN_MODULES = (
     "tools.filesystem",
     "tools.search",
@@ -176,7 +178,8 @@ def toolset_for(
     """One toolset holding every enabled tool of an agent config.
 
     `tools` are entries as in `Agent.config_snapshot()["tools"]`. Tools that
-    require approval are wrapped so pydantic-ai defers their calls.
+    require approval are wrapped (`ApprovalGate`) so pydantic-ai defers their
+    calls, each with its entry's approval TTL and edit permission.
     """
     toolsets: list[AbstractToolset] = []
     for entry in tools:
@@ -186,7 +189,11 @@ def toolset_for(
         config = kind.config_schema.model_validate(entry.get("config") or {})
         toolset = kind.build(config, context)
         if entry.get("requires_approval"):
-            toolset = toolset.approval_required()
+            toolset = ApprovalGate(
+                toolset,
+                ttl_seconds=entry.get("approval_ttl_seconds"),
+                allow_edit=bool(entry.get("allow_edit", False)),
+            )
         toolsets.append(toolset)
     if not toolsets:
         return None

@@ -229,7 +229,8 @@ class SessionMessagesView(APIView):
 class ApprovalSerializer(serializers.Serializer):
     decisions = serializers.DictField(
         child=serializers.JSONField(),
-        help_text='tool_call_id -> true, false or {"approved": bool, "message": str}',
+        help_text='tool_call_id -> true, false or {"approved": bool, "message": str, '
+        '"args": {...}} (edited args only where the tool entry has allow_edit)',
     )
 
 

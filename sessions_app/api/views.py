@@ -26,8 +26,9 @@ from rest_framework.response import Response
 from config.errors import ApiError, PayloadTooLarge
 from config.filters import StrictFilterSet
 from config.pagination import MAX_POSITION, SequencePagination
-from sessions_app import selectors, services
+from sessions_app import approvals, selectors, services
 from sessions_app.api.serializers import (
+    ApprovalDecisionSerializer,
     ArtifactSerializer,
     ArtifactUploadSerializer,
     EventPageSerializer,
@@ -194,6 +195,15 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return AgentExecution.objects.none()
         return selectors.executions_of(self.request.user)
+
+    @extend_schema(responses=ApprovalDecisionSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def approvals(self, request: Request, pk: str | None = None) -> Response:
+        """Every decision on the turn's tool calls that waited for approval:
+        who decided, how, and with which arguments (expired ones included)."""
+        page = self.paginate_queryset(approvals.decisions_of(self.get_object()))
+        data = ApprovalDecisionSerializer(page, many=True).data
+        return self.get_paginated_response(data)
 
 
 class DownloadRenderer(BaseRenderer):

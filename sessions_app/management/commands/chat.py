@@ -165,6 +165,7 @@ class TerminalChat:
                         execution_id=execution_id,
                         user_id=self.user_id,
                         decisions=decisions,
+                        via="terminal",
                     )
                 except runner.TurnRejected as exc:
                     self.write(f"! {exc.message}\n")
