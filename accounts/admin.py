@@ -1,9 +1,11 @@
-"""Admin for users: Django's UserAdmin with the role and UUID-era fields."""
+"""Admin for users (Django's UserAdmin with the role and UUID-era fields) and,
+read-only and without their values, users' secrets."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpRequest
 
-from accounts.models import User
+from accounts.models import Secret, User
 
 
 @admin.register(User)
@@ -26,3 +28,25 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
+
+
+@admin.register(Secret)
+class SecretAdmin(admin.ModelAdmin):
+    """Names and use of secrets; the value (even encrypted) is never shown.
+
+    Values are set only by their owners through the API, so the admin cannot
+    add or change one; deleting one is allowed (tools naming it then fail).
+    """
+
+    list_display = ("name", "owner", "created_at", "last_used_at")
+    list_filter = ("created_at", "last_used_at")
+    search_fields = ("name", "owner__username")
+    fields = ("name", "owner", "created_at", "last_used_at")
+    readonly_fields = fields
+    list_select_related = ("owner",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -8,6 +8,13 @@ Public surface:
     listing_publish(publisher, agent, title, ...) -> Listing
     listing_install(listing, user) -> Agent
 
+Secrets (`accounts.secrets`): saving tools stores plain credential header
+values as secrets of the agent's owner and keeps `{"secret": name}` references,
+so neither the tools nor any version holds a value; a reference to a secret
+the owner does not have is an `AgentConfigError`. A listing keeps no header
+value at all (every one is masked), and an installed agent gets its header
+names with empty values for its new owner to fill in.
+
 The version rule lives here: a change to anything an agent runs with (the
 config fields of `models.CONFIG_FIELDS` or its tools) bumps `Agent.version`
 and writes an `AgentVersion` holding `Agent.config_snapshot()`; a change of
@@ -24,7 +31,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from accounts import secrets
 from accounts.models import User
+from agents.factory import AgentConfigError
 from agents.models import (
     CONFIG_FIELDS,
     DEFAULT_APPROVAL_TTL_SECONDS,
@@ -41,7 +50,20 @@ def _runtime_config(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in snapshot.items() if k not in ("name", "description")}
 
 
+def _with_stored_secrets(
+    agent: Agent, tools: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """`tools` with plain credential header values moved into the owner's secrets."""
+    try:
+        return secrets.tool_headers_store(
+            owner_id=agent.owner_id, tools=tools, name_prefix=agent.slug
+        )
+    except secrets.SecretReferenceError as exc:
+        raise AgentConfigError(str(exc)) from None
+
+
 def _replace_tools(agent: Agent, tools: Iterable[Mapping[str, Any]]) -> None:
+    tools = _with_stored_secrets(agent, tools)
     agent.tools.all().delete()
     AgentTool.objects.bulk_create(
         AgentTool(
@@ -134,10 +156,15 @@ def agent_update(
 
 def agent_record_change(*, agent: Agent, user: User | None, notes: str = "") -> Agent:
     """Records a change already saved elsewhere (the admin saves the agent and
-    its tool inlines itself): bumps the version if the config differs from the
-    newest AgentVersion, or writes the first one."""
+    its tool inlines itself): moves plain credential header values into
+    secrets, then bumps the version if the config differs from the newest
+    AgentVersion, or writes the first one."""
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        for tool in agent.tools.all():
+            [entry] = _with_stored_secrets(agent, [tool.as_config()])
+            if entry["config"] != tool.config:
+                AgentTool.objects.filter(pk=tool.pk).update(config=entry["config"])
         latest = agent.versions.order_by("-version").first()
         current = _runtime_config(agent.config_snapshot())
         if latest is not None and _runtime_config(latest.config) == current:
@@ -197,12 +224,15 @@ def listing_publish(
 ) -> Listing:
     """Publishes a snapshot of `agent` (which `publisher` owns) to the marketplace.
 
-    Approved at once unless AGENTRY_MARKETPLACE_MODERATION is on.
+    The snapshot's header values are masked: a listing holds no secret, nor
+    the name of one. Approved at once unless AGENTRY_MARKETPLACE_MODERATION is on.
     """
+    snapshot = agent.config_snapshot()
+    snapshot["tools"] = secrets.tool_headers_mask(snapshot["tools"])
     return Listing.objects.create(
         publisher=publisher,
         source_agent=agent,
-        config=agent.config_snapshot(),
+        config=snapshot,
         title=title,
         description=description,
         category=category,
@@ -213,7 +243,12 @@ def listing_publish(
 
 @transaction.atomic
 def listing_install(*, listing: Listing, user: User) -> Agent:
-    """Creates a private agent owned by `user` from the listing's snapshot."""
+    """Creates a private agent owned by `user` from the listing's snapshot.
+
+    Header values are left empty for `user` to fill in: whatever the listing
+    holds (a mask, or a value published before listings were masked) is not
+    `user`'s to send.
+    """
     snapshot = listing.config
     fields = {k: snapshot[k] for k in CONFIG_FIELDS if k in snapshot}
     fields["name"] = snapshot.get("name") or listing.title
@@ -223,7 +258,7 @@ def listing_install(*, listing: Listing, user: User) -> Agent:
     agent = agent_create(
         owner=user,
         fields=fields,
-        tools=snapshot.get("tools", []),
+        tools=secrets.tool_headers_blank(snapshot.get("tools", [])),
         notes=f"Installed from marketplace listing {listing.pk}.",
     )
     Listing.objects.filter(pk=listing.pk).update(install_count=F("install_count") + 1)

@@ -7,6 +7,7 @@ path under /api/ with the API's JSON 404.
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
+from accounts.api.views import SecretViewSet
 from agents.api.views import AgentViewSet, ListingViewSet, ToolViewSet
 from config.errors import api_not_found
 from sessions_app.api.views import ArtifactViewSet, ExecutionViewSet, SessionViewSet
@@ -28,6 +29,7 @@ router.register("marketplace", ListingViewSet, basename="listing")
 router.register("sessions", SessionViewSet, basename="session")
 router.register("executions", ExecutionViewSet, basename="execution")
 router.register("artifacts", ArtifactViewSet, basename="artifact")
+router.register("secrets", SecretViewSet, basename="secret")
 
 urlpatterns = [
     *router.urls,

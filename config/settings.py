@@ -61,6 +61,11 @@ JWT_SIGNING_KEY = env.str(
     default=hashlib.sha256(f"agentry-jwt:{SECRET_KEY}".encode()).hexdigest(),
 )
 
+# Keys that encrypt users' stored secrets, newest first: the first encrypts and
+# all decrypt, so a key rotates without downtime (`manage.py rotate_secrets`).
+# Empty means derived from SECRET_KEY.
+AGENTRY_SECRETS_KEY = env.list("AGENTRY_SECRETS_KEY", default=[])
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS",

@@ -32,6 +32,7 @@ from django.conf import settings
 from pydantic import Field, field_validator
 from pydantic_ai import FunctionToolset, Tool
 
+from accounts.secrets import HeaderValue, SecretError, resolve_headers
 from tools.base import ToolConfig, reports_failures
 from tools.registry import ToolContext, register_tool
 from tools.sandbox import SandboxError
@@ -49,10 +50,11 @@ def check_http_url(value: str) -> str:
     return value
 
 
-def check_header_text(value: dict[str, str]) -> dict[str, str]:
+def check_header_text(value: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
     """`value`, if no header name or value could split the request's header block."""
     for key, item in value.items():
-        if any(ch in key + item for ch in "\r\n\x00"):
+        text = item if isinstance(item, str) else ""
+        if any(ch in key + text for ch in "\r\n\x00"):
             raise ValueError("header names and values must be single-line text")
     return value
 
@@ -61,8 +63,9 @@ class RemoteTargetConfig(ToolConfig):
     """A server the tool talks to: an http(s) `url` and single-line `headers`."""
 
     url: str = Field(max_length=2000, description="http(s) URL of the server.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Headers sent with every request."
+    headers: dict[str, HeaderValue] = Field(
+        default_factory=dict,
+        description='Headers sent with every request; a value may be {"secret": name}.',
     )
 
     @field_validator("url")
@@ -72,7 +75,7 @@ class RemoteTargetConfig(ToolConfig):
 
     @field_validator("headers")
     @classmethod
-    def _header_text(cls, value: dict[str, str]) -> dict[str, str]:
+    def _header_text(cls, value: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
         return check_header_text(value)
 
 
@@ -86,8 +89,9 @@ class HttpEndpointConfig(RemoteTargetConfig):
     )
     url: str = Field(max_length=2000, description="http(s) URL the call goes to.")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Headers sent with every call."
+    headers: dict[str, HeaderValue] = Field(
+        default_factory=dict,
+        description='Headers sent with every call; a value may be {"secret": name}.',
     )
     parameters: dict[str, Any] = Field(
         default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA),
@@ -128,6 +132,7 @@ def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
             if config.method in ("GET", "DELETE")
             else {"json": arguments}
         )
+        headers = await secret_headers(config.headers, context)
         try:
             async with (
                 httpx.AsyncClient(
@@ -136,7 +141,7 @@ def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
                     trust_env=False,
                 ) as client,
                 client.stream(
-                    config.method, config.url, headers=config.headers, **send
+                    config.method, config.url, headers=headers, **send
                 ) as response,
             ):
                 text, cut = await _read_text(response, config.max_response_chars)
@@ -167,6 +172,17 @@ def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
         takes_ctx=False,
     )
     return FunctionToolset([tool])
+
+
+async def secret_headers(
+    headers: dict[str, HeaderValue], context: ToolContext
+) -> dict[str, str]:
+    """`headers` to send, `{"secret": name}` values resolved among the secrets of
+    the agent's owner (`accounts.secrets`); a missing secret fails the call."""
+    try:
+        return await resolve_headers(headers, context.owner_id)
+    except SecretError as exc:
+        raise SandboxError(str(exc)) from None
 
 
 async def _read_text(response: httpx.Response, max_chars: int) -> tuple[str, bool]:

@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 from pydantic_ai import ModelRetry, RunContext, ToolDefinition, ToolFailed
 from pydantic_ai.toolsets import AbstractToolset
 
+from accounts.secrets import HeaderValue, SecretError, resolve_headers, secret_name_of
 from tools.custom import RemoteTargetConfig, refuse_private_destination
 from tools.registry import ToolContext, ToolUnavailableError, register_tool
 from tools.sandbox import SandboxError
@@ -54,9 +55,12 @@ class MCPServerConfig(RemoteTargetConfig):
             "path ends in /sse."
         ),
     )
-    headers: dict[str, str] = Field(
+    headers: dict[str, HeaderValue] = Field(
         default_factory=dict,
-        description="Headers sent with every request, e.g. Authorization.",
+        description=(
+            "Headers sent with every request, e.g. Authorization; a value may be "
+            '{"secret": name}.'
+        ),
     )
     tool_prefix: str | None = Field(
         default=None,
@@ -154,6 +158,25 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
+def _headers_for_runs(config: MCPServerConfig, context: ToolContext) -> Any:
+    """The toolset's `headers`: the plain map, or, when a value names a secret,
+    a function pydantic-ai calls as each run connects, resolving the secrets of
+    the agent's owner then (never while the builder runs in the event loop)."""
+    if not any(secret_name_of(value) for value in config.headers.values()):
+        return dict(config.headers) or None
+
+    async def headers_for_run(ctx: RunContext[Any]) -> dict[str, str]:
+        try:
+            return await resolve_headers(config.headers, context.owner_id)
+        except SecretError as exc:
+            host = urlsplit(config.url).netloc
+            raise ToolUnavailableError(
+                f"The MCP server at {host} cannot be used: {exc}"
+            ) from None
+
+    return headers_for_run
+
+
 @register_tool(
     "mcp_server",
     category="custom",
@@ -165,7 +188,7 @@ def build_mcp_server(
 ) -> AbstractToolset[Any]:
     toolset: AbstractToolset[Any] = remote_mcp_toolset_class()(
         config.url,
-        headers=config.headers or None,
+        headers=_headers_for_runs(config, context),
         init_timeout=config.timeout_seconds,
         read_timeout=config.timeout_seconds,
         tool_error_behavior="failed",

@@ -1,7 +1,8 @@
-"""Serializers of the auth endpoints."""
+"""Serializers of the auth and secrets endpoints."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth import password_validation
@@ -10,7 +11,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from accounts.models import User
+from accounts import secrets
+from accounts.models import Secret, User
 from config.serializers import (
     StrictCharField,
     StrictEmailField,
@@ -83,3 +85,36 @@ class TokenPairSerializer(serializers.Serializer):
     refresh_token = StrictCharField()
     token_type = StrictCharField()
     expires_in = serializers.IntegerField(help_text="Lifetime of the access token.")
+
+
+class SecretSerializer(StrictModelSerializer):
+    """A secret: its value is write-only and never answered."""
+
+    name = StrictCharField(
+        max_length=100,
+        help_text=f"Unique among your secrets; {secrets.NAME_RULES}.",
+    )
+    value = StrictCharField(
+        write_only=True,
+        max_length=secrets.MAX_VALUE_CHARS,
+        trim_whitespace=False,
+        help_text="The secret's value (single-line text); never shown again.",
+    )
+
+    class Meta:
+        model = Secret
+        fields = ["id", "name", "value", "created_at", "last_used_at"]
+        read_only_fields = ["id", "created_at", "last_used_at"]
+
+    def validate_name(self, value: str) -> str:
+        if not re.match(secrets.NAME_PATTERN, value):
+            raise serializers.ValidationError(
+                f"A secret name has {secrets.NAME_RULES}."
+            )
+        return value
+
+    def validate_value(self, value: str) -> str:
+        # Secrets are sent as header values, which must stay on one line.
+        if any(ch in value for ch in "\r\n\x00"):
+            raise serializers.ValidationError("A secret's value must be one line.")
+        return value

@@ -1,4 +1,5 @@
-"""Auth endpoints: register, login, refresh, logout, me.
+"""Auth endpoints (register, login, refresh, logout, me) and the secrets
+store.
 
 Tokens are answered as `{access_token, refresh_token, token_type, expires_in}`;
 every token problem is a 401 with the API's error body.
@@ -9,22 +10,24 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import permissions, status
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import secrets, services
 from accounts.api.serializers import (
     LoginSerializer,
     RefreshTokenSerializer,
     RegisterSerializer,
+    SecretSerializer,
     TokenPairSerializer,
     UserSerializer,
 )
 from accounts.api.throttles import LoginAddressRateThrottle, LoginRateThrottle
+from accounts.models import Secret
 from config.validation import (
     StrictFormParser,
     StrictJSONParser,
@@ -140,3 +143,34 @@ class MeView(APIView):
     @extend_schema(responses={200: UserSerializer}, tags=["auth"])
     def get(self, request: Request) -> Response:
         return Response(UserSerializer(request.user).data)
+
+
+@extend_schema(tags=["secrets"])
+class SecretViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your secrets, for tool headers written as `{"secret": "<name>"}`.
+
+    A value goes in once and is never answered again: not here, nor anywhere.
+    """
+
+    serializer_class = SecretSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Secret.objects.none()
+        return Secret.objects.filter(owner=self.request.user)
+
+    def perform_create(self, serializer: SecretSerializer) -> None:
+        data = serializer.validated_data
+        try:
+            serializer.instance = secrets.secret_create(
+                owner=self.request.user, name=data["name"], value=data["value"]
+            )
+        except secrets.SecretNameError as exc:
+            raise ValidationError({"name": [str(exc)]}) from None

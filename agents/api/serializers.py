@@ -1,4 +1,10 @@
-"""Serializers of agents, their versions and tools, the tool registry and listings."""
+"""Serializers of agents, their versions and tools, the tool registry and listings.
+
+Tool header values are secrets' business (`accounts.secrets`): an agent's
+owner reads its configs as stored (plain values and `{"secret": name}`
+references), anyone else reads every header value masked, and listings are
+always read masked.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from accounts import secrets
 from agents import selectors, services
 from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
 from agents.models import Agent, AgentTool, AgentVersion, Listing
@@ -108,17 +115,46 @@ class AgentSerializer(StrictModelSerializer):
     def validate_usage_limits(self, value: Any) -> Any:
         return _config_check(validate_usage_limits, value)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        request = self.context.get("request")
+        owner = self.instance.owner if self.instance is not None else None
+        if owner is None and request is not None:
+            owner = request.user
+        if "tools" in attrs and owner is not None:
+            try:
+                secrets.tool_headers_check(owner_id=owner.pk, tools=attrs["tools"])
+            except secrets.SecretReferenceError as exc:
+                raise serializers.ValidationError({"tools": [str(exc)]}) from None
+        return attrs
+
+    def to_representation(self, instance: Agent) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        viewer = getattr(request, "user", None)
+        if "tools" in data and getattr(viewer, "pk", None) != instance.owner_id:
+            data["tools"] = secrets.tool_headers_mask(data["tools"])
+        return data
+
     def create(self, validated_data: dict[str, Any]) -> Agent:
         tools = validated_data.pop("tools", [])
         owner = validated_data.pop("owner")
-        return services.agent_create(owner=owner, fields=validated_data, tools=tools)
+        try:
+            return services.agent_create(
+                owner=owner, fields=validated_data, tools=tools
+            )
+        except AgentConfigError as exc:
+            raise serializers.ValidationError({"tools": [str(exc)]}) from None
 
     def update(self, instance: Agent, validated_data: dict[str, Any]) -> Agent:
         tools = validated_data.pop("tools", None)
         user = validated_data.pop("user", None)
-        return services.agent_update(
-            agent=instance, fields=validated_data, tools=tools, user=user
-        )
+        try:
+            return services.agent_update(
+                agent=instance, fields=validated_data, tools=tools, user=user
+            )
+        except AgentConfigError as exc:
+            raise serializers.ValidationError({"tools": [str(exc)]}) from None
 
 
 class AgentVersionSerializer(StrictModelSerializer):
@@ -190,6 +226,17 @@ class ListingSerializer(StrictModelSerializer):
         if request is not None and request.user.is_authenticated:
             fields["agent"].queryset = selectors.agents_owned_by(request.user)
         return fields
+
+    def to_representation(self, instance: Listing) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        # Listings are stored masked; one published before that is masked here.
+        config = data.get("config")
+        if isinstance(config, dict) and isinstance(config.get("tools"), list):
+            data["config"] = {
+                **config,
+                "tools": secrets.tool_headers_mask(config["tools"]),
+            }
+        return data
 
     def create(self, validated_data: dict[str, Any]) -> Listing:
         return services.listing_publish(

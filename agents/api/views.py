@@ -1,7 +1,9 @@
 """REST endpoints of agents (with versions), the tool registry and the marketplace.
 
 Visibility follows DESIGN.md §8: what a user cannot see is a 404; another
-user's public agent or approved listing is readable and a 403 on writes.
+user's public agent or approved listing is readable and a 403 on writes. An
+agent's version history is its owner's only (others get 404), and others read
+its tools' header values masked (DESIGN.md §9).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import secrets
 from agents import selectors, services
 from agents.api.serializers import (
     AgentSerializer,
@@ -91,10 +95,17 @@ class AgentViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, instance: Agent) -> None:
         services.agent_delete(agent=instance)
 
+    def _owned_object(self) -> Agent:
+        """The agent, if the caller owns it: its history is no one else's (404)."""
+        owned = self.get_queryset().filter(owner=self.request.user)
+        agent = get_object_or_404(owned, pk=self.kwargs["pk"])
+        self.check_object_permissions(self.request, agent)
+        return agent
+
     @extend_schema(responses=AgentVersionSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
     def versions(self, request: Request, pk: str | None = None) -> Response:
-        agent = self.get_object()
+        agent = self._owned_object()
         page = self.paginate_queryset(agent.versions.order_by("-version"))
         return self.get_paginated_response(AgentVersionSerializer(page, many=True).data)
 
@@ -114,7 +125,7 @@ class AgentViewSet(viewsets.ModelViewSet):
     def restore(
         self, request: Request, pk: str | None = None, version: str = ""
     ) -> Response:
-        agent = self.get_object()
+        agent = self._owned_object()
         snapshot = agent.versions.filter(version=int(version)).first()
         if snapshot is None:
             raise NotFound(f"Agent has no version {version}.")
@@ -123,6 +134,12 @@ class AgentViewSet(viewsets.ModelViewSet):
                 validate_tool_entry(entry.get("tool", ""), entry.get("config"))
             except AgentConfigError as exc:
                 raise ValidationError({"tools": [str(exc)]}) from None
+        try:
+            secrets.tool_headers_check(
+                owner_id=agent.owner_id, tools=snapshot.config.get("tools", [])
+            )
+        except secrets.SecretReferenceError as exc:
+            raise ValidationError({"tools": [str(exc)]}) from None
         agent = services.agent_restore_version(
             agent=agent, version=int(version), user=request.user
         )

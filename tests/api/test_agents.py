@@ -258,7 +258,8 @@ def test_invalid_filter_values_are_400(client, params):
 def test_another_users_public_agent_is_readable_but_not_writable(client, other_user):
     theirs = AgentFactory(owner=other_user, visibility="public")
     assert client.get(f"/api/agents/{theirs.pk}/").status_code == 200
-    assert client.get(f"/api/agents/{theirs.pk}/versions/").status_code == 200
+    # The version history is the owner's only (DESIGN.md section 9).
+    assert_error(client.get(f"/api/agents/{theirs.pk}/versions/"), 404)
     assert_error(
         client.patch(f"/api/agents/{theirs.pk}/", {"name": "x"}, format="json"), 403
     )
@@ -266,7 +267,7 @@ def test_another_users_public_agent_is_readable_but_not_writable(client, other_u
         client.put(f"/api/agents/{theirs.pk}/", {"name": "x"}, format="json"), 403
     )
     assert_error(client.delete(f"/api/agents/{theirs.pk}/"), 403)
-    assert_error(client.post(f"/api/agents/{theirs.pk}/versions/1/restore/"), 403)
+    assert_error(client.post(f"/api/agents/{theirs.pk}/versions/1/restore/"), 404)
     theirs.refresh_from_db()
     assert theirs.name != "x"
 
