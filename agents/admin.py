@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts import secrets
 from agents import services
 from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
 from agents.models import EDITABLE_FIELDS, Agent, AgentTool, AgentVersion, Listing
@@ -67,9 +68,30 @@ class AgentToolForm(forms.ModelForm):
         return cleaned
 
 
+class AgentToolFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        """Header values may name only secrets of the agent's owner."""
+        super().clean()
+        owner_id = getattr(self.instance, "owner_id", None)
+        tools = [
+            {"tool": form.cleaned_data["tool"], "config": form.cleaned_data["config"]}
+            for form in self.forms
+            if form.is_valid()
+            and form.cleaned_data.get("tool")
+            and not form.cleaned_data.get("DELETE")
+        ]
+        if owner_id is None or not tools:
+            return
+        try:
+            secrets.tool_headers_check(owner_id=owner_id, tools=tools)
+        except secrets.SecretReferenceError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 class AgentToolInline(admin.TabularInline):
     model = AgentTool
     form = AgentToolForm
+    formset = AgentToolFormSet
     extra = 0
 
 

@@ -10,9 +10,12 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
 
 from accounts import secrets
 from accounts.models import Secret
+from agents.models import Agent
+from tests.test_admin import agent_post
 
 API_KEY = "sk-live-0123456789abcdef"
 
@@ -177,3 +180,41 @@ def test_the_migration_moves_header_credentials_into_secrets(migrator):
         [current, [v.config for v in versions], published], default=str
     )
     assert API_KEY not in everything and "sk-old-key" not in everything
+
+
+# ---- saving agents in the admin ----------------------------------------------------
+
+
+def admin_tool(headers: dict) -> dict:
+    return {"tool": "http_endpoint", "config": json.dumps(http_tool(headers)["config"])}
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_secret_the_owner_does_not_have(client, admin_user, user):
+    Secret.objects.create(owner=admin_user, name="admins-key", ciphertext="x")
+    client.force_login(admin_user)
+    tool = admin_tool({"Authorization": {"secret": "admins-key"}})
+    response = client.post(
+        reverse("admin:agents_agent_add"), agent_post(None, user, [tool])
+    )
+    assert response.status_code == 200
+    assert "admins-key" in response.content.decode()
+    assert not Agent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_plain_credential_saved_in_the_admin_becomes_a_secret(
+    client, admin_user, user
+):
+    client.force_login(admin_user)
+    tool = admin_tool({"X-Api-Key": API_KEY})
+    response = client.post(
+        reverse("admin:agents_agent_add"), agent_post(None, user, [tool])
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    agent = Agent.objects.get()
+    name = agent.tools.get().config["headers"]["X-Api-Key"]["secret"]
+    assert secrets.decrypt(Secret.objects.get(owner=user, name=name).ciphertext) == (
+        API_KEY
+    )
+    assert API_KEY not in json.dumps(agent.versions.get().config)
