@@ -340,6 +340,10 @@ AGENTRY_STREAM_FRAMES_PER_SECOND = env.float(
 # event log keeps everything; a bound makes a long session's turn cost what a
 # short one's does (docs/performance.md, history growth).
 AGENTRY_HISTORY_TURNS = env.int("AGENTRY_HISTORY_TURNS", default=0)
+# Network tools (http_endpoint, mcp_server, webhooks) refuse loopback, private
+# and other non-public addresses: agent configs are written by ordinary users.
+# Development and tests against local servers turn this on.
+AGENTRY_ALLOW_PRIVATE_URLS = env.bool("AGENTRY_ALLOW_PRIVATE_URLS", default=False)
 AGENTRY_MAX_MESSAGE_CHARS = env.int("AGENTRY_MAX_MESSAGE_CHARS", default=100_000)
 AGENTRY_MAX_WS_FRAME_BYTES = env.int("AGENTRY_MAX_WS_FRAME_BYTES", default=1024 * 1024)
 AGENTRY_MARKETPLACE_MODERATION = env.bool(

@@ -3,37 +3,36 @@
 One entry gives the model one tool, named and described by the config, whose
 arguments (a JSON Schema in the config) are validated and sent to a fixed
 http(s) URL: as the query string for GET and DELETE, as a JSON body otherwise.
-The answer is the response's status, content type and text, cut at a cap.
-Redirects are not followed, so the configured URL is the only place a call
-goes. Hosts that resolve to loopback, private, link-local or reserved
-addresses are refused unless the Django setting
-``AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE`` is true, because agent configs are written
-by ordinary users and must not reach the server's own network.
+The answer is the response's status, content type and text, cut at a cap
+while it streams. Every call goes through the network guard (`tools.netguard`):
+the host is resolved once and the connection goes to that checked address;
+non-public addresses are refused unless ``AGENTRY_ALLOW_PRIVATE_URLS`` is set;
+redirects are not followed, so the configured URL is the only place a call
+goes; and ``timeout_seconds`` is the deadline of the whole call, reading the
+body included, not of each read.
 
-Transport errors, timeouts, non-2xx statuses and arguments that do not match
-the schema are failed tool results, as described in `tools.base`.
+Transport errors, timeouts, non-2xx statuses, refused addresses and arguments
+that do not match the schema are failed tool results, as described in
+`tools.base`.
 
-The URL, header and address checks are shared with the ``mcp_server`` kind
-(`tools.mcp`): `check_http_url`, `check_header_text`,
-`refuse_private_destination`.
+The URL and header checks are shared with the ``mcp_server`` kind
+(`tools.mcp`): `check_http_url`, `check_header_text`, `RemoteTargetConfig`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import jsonschema
-from django.conf import settings
 from pydantic import Field, field_validator
 from pydantic_ai import FunctionToolset, Tool
 
 from accounts.secrets import HeaderValue, SecretError, resolve_headers
 from tools.base import ToolConfig, reports_failures
+from tools.netguard import guarded_client, read_capped
 from tools.registry import ToolContext, register_tool
 from tools.sandbox import SandboxError
 
@@ -126,7 +125,6 @@ def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "arguments"
             raise SandboxError(f"Invalid arguments ({where}): {errors[0].message}")
-        await refuse_private_destination(config.url)
         send: dict[str, Any] = (
             {"params": arguments}
             if config.method in ("GET", "DELETE")
@@ -134,18 +132,17 @@ def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
         )
         headers = await secret_headers(config.headers, context)
         try:
+            # The deadline covers the lookup, the connection and every read: a
+            # server sending a byte at a time trips no per-read timeout.
             async with (
-                httpx.AsyncClient(
-                    timeout=config.timeout_seconds,
-                    follow_redirects=False,
-                    trust_env=False,
-                ) as client,
+                asyncio.timeout(config.timeout_seconds),
+                guarded_client(timeout=config.timeout_seconds) as client,
                 client.stream(
                     config.method, config.url, headers=headers, **send
                 ) as response,
             ):
                 text, cut = await _read_text(response, config.max_response_chars)
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             raise SandboxError(
                 f"The endpoint did not answer within {config.timeout_seconds} s."
             ) from None
@@ -187,33 +184,6 @@ async def secret_headers(
 
 async def _read_text(response: httpx.Response, max_chars: int) -> tuple[str, bool]:
     """The response's text, at most `max_chars` characters, without reading the rest."""
-    max_bytes = max_chars * 4
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            break
-    text = b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")
-    return text[:max_chars], len(text) > max_chars or size > max_bytes
-
-
-async def refuse_private_destination(url: str) -> None:
-    """Raises `SandboxError` unless every address `url`'s host resolves to is public.
-
-    Does nothing when ``AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE`` is true.
-    """
-    if getattr(settings, "AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE", False):
-        return
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, port, type=socket.SOCK_STREAM
-        )
-    except OSError:
-        raise SandboxError("The endpoint's host name does not resolve.") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            raise SandboxError("The endpoint's address is not a public address.")
+    body, more = await read_capped(response, max_chars * 4)
+    text = body.decode(response.encoding or "utf-8", errors="replace")
+    return text[:max_chars], more or len(text) > max_chars

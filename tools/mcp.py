@@ -9,13 +9,18 @@ cannot clash.
 
 Only remote servers: agent configs are written by ordinary users, and a stdio
 server is a command line this server would execute, so offering one would let
-any user run programs on it. For the same reason the server's address goes
-through the check of the ``http_endpoint`` kind
-(`tools.custom.refuse_private_destination`): loopback, private, link-local and
-reserved addresses are refused unless ``AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE`` is
-true. The MCP SDK keeps every request, redirects included, on the configured
-origin. The server's own instructions are not added to the agent's: the
-server's author is not the agent's.
+any user run programs on it. For the same reason every connection the MCP
+client opens goes through the network guard (`tools.netguard`): the server's
+host is resolved once per session, when the run connects, and every later
+connection of that session (the event stream, each message POST) goes to that
+checked address; non-public addresses are refused unless
+``AGENTRY_ALLOW_PRIVATE_URLS`` is set; the HTTP client follows no redirects
+(the MCP SDK itself follows one only within the configured origin, so it stays
+on the checked address), and a response body is capped at
+`MAX_RESPONSE_BYTES` (each event of an event stream at the SDK's 1 MiB).
+``timeout_seconds`` bounds the handshake and each request as a whole. The
+server's own instructions are not added to the agent's: the server's author is
+not the agent's.
 
 A connection is opened for each run, when the run starts. If the server cannot
 be used then (refused address, unreachable, failed handshake), the run fails
@@ -37,14 +42,22 @@ from pydantic_ai import ModelRetry, RunContext, ToolDefinition, ToolFailed
 from pydantic_ai.toolsets import AbstractToolset
 
 from accounts.secrets import HeaderValue, SecretError, resolve_headers, secret_name_of
-from tools.custom import RemoteTargetConfig, refuse_private_destination
+from tools.custom import RemoteTargetConfig
+from tools.netguard import (
+    DestinationRefused,
+    PinnedResolver,
+    Resolver,
+    mcp_client_factory,
+)
 from tools.registry import ToolContext, ToolUnavailableError, register_tool
-from tools.sandbox import SandboxError
 
 if TYPE_CHECKING:
     from pydantic_ai.mcp import CallToolFunc
 
 logger = logging.getLogger(__name__)
+
+# The largest response body (a tool's result, a listing) read from a server.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class MCPServerConfig(RemoteTargetConfig):
@@ -92,27 +105,55 @@ def remote_mcp_toolset_class() -> type[AbstractToolset[Any]]:
     """The toolset class, defined on first use: `pydantic_ai.mcp` imports the
     MCP SDK and fastmcp, about 1.8 s of every process's start-up that only
     processes running an MCP tool need to pay."""
+    import httpx2
+    from fastmcp.client.transports import SSETransport, StreamableHttpTransport
     from pydantic_ai.mcp import MCPToolset
 
     class RemoteMCPToolset(MCPToolset[Any]):
-        """An `MCPToolset` that checks its server's address before connecting.
+        """An `MCPToolset` whose every connection goes through the network guard.
 
-        Failing to connect raises `ToolUnavailableError`; failing to disconnect is
-        logged, as the run's work is done by then.
+        The server's host is resolved and checked once per session, as it
+        connects; `resolver` replaces the system's lookup. Failing to connect
+        raises `ToolUnavailableError`; failing to disconnect is logged, as the
+        run's work is done by then.
         """
 
-        def __init__(self, url: str, **options: Any) -> None:
+        def __init__(
+            self, url: str, *, resolver: Resolver | None = None, **options: Any
+        ) -> None:
+            self.resolver = resolver
             super().__init__(url, **options)
             self.url = url
             parts = urlsplit(url)
             self.host = parts.hostname if parts.port is None else parts.netloc
+            # The host as the HTTP client spells it when it connects (IDNA,
+            # lower case), so the session's one lookup is the one it uses.
+            target = httpx2.URL(url)
+            self.connect_host = target.raw_host.decode("ascii")
+            self.connect_port = target.port or (443 if target.scheme == "https" else 80)
+
+        def _build_client(self, **options: Any) -> Any:
+            # pydantic-ai builds the FastMCP client here, once for a fixed
+            # config and again for each run's copy when headers come from the
+            # run: each client gets its own pins and connects through them.
+            client = super()._build_client(**options)
+            if not isinstance(client.transport, StreamableHttpTransport | SSETransport):
+                raise TypeError(f"Unexpected MCP transport {client.transport!r}")
+            self.pins = PinnedResolver(self.resolver)
+            client.transport.httpx_client_factory = mcp_client_factory(
+                self.pins, max_response_bytes=MAX_RESPONSE_BYTES
+            )
+            return client
 
         async def __aenter__(self) -> Any:
-            if self.is_running:
+            # A toolset whose headers come from each run only connects as the
+            # run's copy (pydantic-ai's `for_run`), which comes through here.
+            if self.is_running or self._resolves_per_run:
                 return await super().__aenter__()
+            self.pins.forget()
             try:
-                await refuse_private_destination(self.url)
-            except SandboxError as exc:
+                await self.pins.address(self.connect_host, self.connect_port)
+            except DestinationRefused as exc:
                 raise ToolUnavailableError(
                     f"The MCP server at {self.host} cannot be used: {exc}"
                 ) from None

@@ -38,6 +38,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(200, b"x" * 100_000, "text/plain")
         if self.path.startswith("/missing"):
             return self._answer(404, b"no such thing", "text/plain")
+        if self.path.startswith("/drip"):
+            return self._drip(b"0123456789")
+        if self.path.startswith("/endless"):
+            return self._endless()
+        if self.path.startswith("/hop"):
+            self.send_response(307)
+            self.send_header("Location", "/landed")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if self.path.startswith("/redirect"):
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/")
@@ -45,6 +55,26 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return None
         return self._answer(200, json.dumps({"path": self.path}).encode())
+
+    def _drip(self, body: bytes) -> None:
+        """One byte every 0.6 s: each read is quick, the whole answer is not."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            if self.server.stopping.wait(0.6):
+                return
+
+    def _endless(self) -> None:
+        """A body that never ends, until the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        while not self.server.stopping.is_set():
+            self.wfile.write(b"x" * 65536)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -54,14 +84,16 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def endpoint(settings) -> Iterator[str]:
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = True
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
     Handler.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.block_on_close = False
+    server.stopping = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.stopping.set()
     server.shutdown()
     server.server_close()
 
@@ -126,10 +158,35 @@ async def test_response_is_capped(endpoint):
     assert (len(result["body"]), result["truncated"]) == (100, True)
 
 
-async def test_private_addresses_are_refused_by_default(endpoint, settings):
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = False
-    with pytest.raises(ToolFailed, match="not a public address"):
-        await endpoint_tool(url=f"{endpoint}/api").function()
+async def test_an_endless_body_is_cut_at_the_cap_while_streaming(endpoint):
+    tool = endpoint_tool(url=f"{endpoint}/endless", method="GET", max_response_chars=10)
+    result = await tool.function()
+    assert (result["body"], result["truncated"]) == ("x" * 10, True)
+
+
+async def test_a_slow_drip_ends_at_the_calls_deadline(endpoint):
+    """One byte every 0.6 s keeps each read short; the 1 s call still ends at 1 s."""
+    tool = endpoint_tool(url=f"{endpoint}/drip", method="GET", timeout_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(ToolFailed, match=r"did not answer within 1\.0 s"):
+        await tool.function()
+    assert 0.9 < time.monotonic() - started < 1.5
+
+
+async def test_a_redirect_is_answered_not_followed(endpoint):
+    tool = endpoint_tool(url=f"{endpoint}/hop", method="GET")
+    with pytest.raises(ToolFailed, match="HTTP 307"):
+        await tool.function()
+    assert [path for _, path, _, _ in Handler.received] == ["/hop"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+async def test_private_addresses_are_refused_by_default(endpoint, settings, host):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = False
+    port = endpoint.rsplit(":", 1)[1]
+    with pytest.raises(ToolFailed, match="not a public address") as refused:
+        await endpoint_tool(url=f"http://{host}:{port}/api").function()
+    assert "AGENTRY_ALLOW_PRIVATE_URLS=1" in str(refused.value)
     assert Handler.received == []
 
 

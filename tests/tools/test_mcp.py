@@ -21,11 +21,13 @@ import uvicorn
 from asgiref.sync import sync_to_async
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic_ai import Agent, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.messages import ModelMessage, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from sessions_app.models import Event
+from tools.mcp import MAX_RESPONSE_BYTES, remote_mcp_toolset_class
 from tools.registry import (
     ToolConfigError,
     ToolContext,
@@ -76,11 +78,13 @@ class RunningServer:
         return self.base_url + self.path
 
 
-def serve(app: Any, path: str = "/mcp") -> RunningServer:
-    """Serves `app` on a free port of 127.0.0.1 and records its HTTP requests."""
+def serve(
+    app: Any, path: str = "/mcp", host: str = "127.0.0.1", port: int = 0
+) -> RunningServer:
+    """Serves `app` on `host` (a free port by default) and records its HTTP requests."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    running = RunningServer(f"http://127.0.0.1:{sock.getsockname()[1]}", path)
+    sock.bind((host, port))
+    running = RunningServer(f"http://{host}:{sock.getsockname()[1]}", path)
 
     async def recording(scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -121,7 +125,7 @@ def http_server() -> Iterator[RunningServer]:
 @pytest.fixture
 def mcp(http_server, settings) -> RunningServer:
     """The streamable HTTP server, with loopback addresses allowed for the test."""
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = True
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
     http_server.requests.clear()
     return http_server
 
@@ -257,14 +261,188 @@ async def test_a_call_that_times_out_is_a_failed_result(mcp):
 
 
 async def test_loopback_is_refused_by_default(mcp, settings):
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = False
-    with pytest.raises(ToolUnavailableError, match="not a public address"):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = False
+    with pytest.raises(ToolUnavailableError, match="not a public address") as refused:
         await run_script(mcp_toolset(mcp.url), ("add", {"a": 1, "b": 2}))
+    assert "AGENTRY_ALLOW_PRIVATE_URLS=1" in str(refused.value)
     assert mcp.requests == []
 
 
+async def test_a_private_server_is_reachable_when_private_urls_are_allowed(mcp):
+    script = await run_script(mcp_toolset(mcp.url), ("add", {"a": 1, "b": 2}))
+    assert script.returned[0].content == 3
+
+
+@dataclass
+class ChangingResolver:
+    """Answers each lookup with the next list of `answers` (the last one repeats)."""
+
+    answers: list[list[str]]
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append((host, port))
+        return self.answers[min(len(self.calls), len(self.answers)) - 1]
+
+
+def named_host_server() -> Any:
+    """The demo server, answering requests addressed to any host name."""
+    return demo_server().streamable_http_app(
+        transport_security=TransportSecuritySettings(
+            enable_dns_rebinding_protection=False
+        )
+    )
+
+
+def guarded_toolset(url: str, resolver: ChangingResolver, **options: Any):
+    """The toolset the mcp_server kind builds, with a resolver of the test's."""
+    return remote_mcp_toolset_class()(
+        url,
+        resolver=resolver,
+        init_timeout=5,
+        read_timeout=5,
+        tool_error_behavior="failed",
+        **options,
+    )
+
+
+async def test_every_connection_of_a_session_goes_to_its_one_lookup(settings):
+    """The name is looked up once as the run connects; each later connection (here
+    one per request) goes to that answer, not to the canary later answers name."""
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    target = serve(named_host_server())
+    port = int(target.base_url.rsplit(":", 1)[1])
+    canary = serve(named_host_server(), host="127.0.0.2", port=port)
+    resolver = ChangingResolver([["127.0.0.1"], ["127.0.0.2"]])
+    toolset = guarded_toolset(
+        f"http://mcp.test:{port}/mcp",
+        resolver,
+        headers={"Authorization": "Bearer owner", "Connection": "close"},
+    )
+    try:
+        script = await run_script(
+            toolset, ("add", {"a": 1, "b": 2}), ("shout", {"text": "x"})
+        )
+    finally:
+        target.stop()
+        canary.stop()
+    assert [r.content for r in script.returned] == [3, "X"]
+    assert resolver.calls == [("mcp.test", port)]
+    assert len(target.requests) >= 4 and canary.requests == []
+    assert all(h["host"] == f"mcp.test:{port}" for _, h in target.requests)
+
+
+async def test_a_private_answer_refuses_the_server_before_any_request(settings):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = False
+    target = serve(named_host_server())
+    port = int(target.base_url.rsplit(":", 1)[1])
+    resolver = ChangingResolver([["127.0.0.1"], ["8.8.8.8"]])
+    try:
+        with pytest.raises(
+            ToolUnavailableError,
+            match=rf"The MCP server at mcp\.test:{port} cannot be used: .*loopback",
+        ):
+            await run_script(guarded_toolset(f"http://mcp.test:{port}/mcp", resolver))
+    finally:
+        target.stop()
+    assert target.requests == []
+
+
+def huge_result_server(json_response: bool) -> Any:
+    server = MCPServer("huge", log_level="WARNING")
+
+    @server.tool()
+    def huge() -> str:
+        """A result larger than any server should send."""
+        return "x" * (MAX_RESPONSE_BYTES + 1024)
+
+    @server.tool()
+    def small() -> str:
+        """A small result."""
+        return "ok"
+
+    return server.streamable_http_app(json_response=json_response)
+
+
+@pytest.mark.parametrize("json_response", [True, False])
+async def test_a_response_past_the_cap_is_a_failed_call(settings, json_response):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    running = serve(huge_result_server(json_response))
+    try:
+        script = await run_script(
+            mcp_toolset(running.url, timeout_seconds=5), ("huge", {}), ("small", {})
+        )
+    finally:
+        running.stop()
+    too_big, small = script.returned
+    assert too_big.outcome == "failed"
+    assert "could not run 'huge'" in too_big.content
+    assert (small.outcome, small.content) == ("success", "ok")
+
+
+async def test_a_redirect_to_another_origin_is_not_followed(settings):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    canary = serve(demo_server().streamable_http_app())
+
+    async def redirecting(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", canary.url.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    redirector = serve(redirecting)
+    try:
+        with pytest.raises(ToolUnavailableError, match="could not be reached"):
+            await run_script(mcp_toolset(redirector.url, timeout_seconds=2))
+    finally:
+        redirector.stop()
+        canary.stop()
+    assert redirector.requests and canary.requests == []
+
+
+async def test_a_slow_drip_handshake_ends_at_the_timeout(settings):
+    """One byte every 0.6 s keeps each read short; connecting still ends at 1 s."""
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+
+    async def dripping(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b'{"jsonrpc": "2.0", "id": 0, "result": {}}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        for byte in body:
+            await send(
+                {"type": "http.response.body", "body": bytes([byte]), "more_body": True}
+            )
+            await asyncio.sleep(0.6)
+
+    dripper = serve(dripping)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ToolUnavailableError):
+            await run_script(mcp_toolset(dripper.url, timeout_seconds=1))
+        elapsed = time.monotonic() - started
+    finally:
+        dripper.stop()
+    assert elapsed < 1.6
+
+
 async def test_an_unreachable_server_fails_the_run_clearly(settings):
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = True
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
     port = _closed_port()
     with pytest.raises(
         ToolUnavailableError,
@@ -274,7 +452,7 @@ async def test_an_unreachable_server_fails_the_run_clearly(settings):
 
 
 async def test_a_url_ending_in_sse_uses_the_sse_transport(settings):
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = True
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
     sse = serve(demo_server().sse_app(), path="/sse")
     try:
         script = await run_script(
@@ -289,7 +467,7 @@ async def test_a_url_ending_in_sse_uses_the_sse_transport(settings):
 
 
 async def test_a_server_that_goes_away_mid_run_fails_the_call_not_the_run(settings):
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = True
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
     doomed = serve(demo_server().streamable_http_app())
     stopped = threading.Event()
 
@@ -353,7 +531,7 @@ async def test_a_turn_over_the_websocket_stores_the_mcp_call_and_result(
 async def test_a_turn_fails_with_tool_unavailable_when_the_server_is_down(
     fake_llm, user, make_agent, make_session, ws_connect, settings
 ):
-    settings.AGENTRY_HTTP_TOOLS_ALLOW_PRIVATE = True
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
     url = f"http://127.0.0.1:{_closed_port()}/mcp"
     agent = await sync_to_async(make_agent)(
         user, tools=[{"tool": "mcp_server", "config": {"url": url}}]
