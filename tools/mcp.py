@@ -32,6 +32,7 @@ the connection to a server that went away mid-run does not fail the run.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,8 @@ def remote_mcp_toolset_class() -> type[AbstractToolset[Any]]:
         ) -> None:
             self.resolver = resolver
             super().__init__(url, **options)
+            # The lookup is part of connecting, so the handshake's time bounds it.
+            self.lookup_timeout = options.get("init_timeout") or 30.0
             self.url = url
             parts = urlsplit(url)
             self.host = parts.hostname if parts.port is None else parts.netloc
@@ -152,10 +155,16 @@ def remote_mcp_toolset_class() -> type[AbstractToolset[Any]]:
                 return await super().__aenter__()
             self.pins.forget()
             try:
-                await self.pins.address(self.connect_host, self.connect_port)
+                async with asyncio.timeout(self.lookup_timeout):
+                    await self.pins.address(self.connect_host, self.connect_port)
             except DestinationRefused as exc:
                 raise ToolUnavailableError(
                     f"The MCP server at {self.host} cannot be used: {exc}"
+                ) from None
+            except TimeoutError:
+                raise ToolUnavailableError(
+                    f"The MCP server at {self.host} could not be reached: its host "
+                    f"name did not resolve within {self.lookup_timeout} s."
                 ) from None
             try:
                 return await super().__aenter__()

@@ -23,6 +23,7 @@ each read, which a server sending one byte at a time never trips.
 
 Public surface:
     DestinationRefused     the refusal (a `SandboxError`: a failed tool call)
+    private_urls_allowed() whether ``AGENTRY_ALLOW_PRIVATE_URLS`` is on
     address_refusal(ip)    why an address is refused, or None if it is public
     Resolver               async (host, port) -> addresses; `system_resolver`
     resolve_once(...)      one lookup, every answer checked, the first returned
@@ -193,7 +194,7 @@ class PinnedResolver:
         self._pins.clear()
 
 
-class PinnedBackend:
+class _PinnedBackend:
     """An httpcore (or httpcore2) network backend that connects to pinned addresses.
 
     httpcore passes the URL's host to `connect_tcp` and later uses that same
@@ -229,7 +230,7 @@ class PinnedBackend:
 
 
 class _PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool that uses a `PinnedBackend`."""
+    """httpx's transport over a connection pool that uses a `_PinnedBackend`."""
 
     def __init__(self, pins: PinnedResolver, verify: ssl.SSLContext | bool) -> None:
         super().__init__(verify=verify, trust_env=False)
@@ -237,7 +238,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         # pool is the same one, built with the documented httpcore arguments.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            network_backend=PinnedBackend(httpcore.AnyIOBackend(), pins),
+            network_backend=_PinnedBackend(httpcore.AnyIOBackend(), pins),
         )
 
 
@@ -315,7 +316,7 @@ def mcp_client_factory(
             super().__init__(trust_env=False)
             self._pool = httpcore2.AsyncConnectionPool(
                 ssl_context=httpx2.create_ssl_context(trust_env=False),
-                network_backend=PinnedBackend(httpcore2.AnyIOBackend(), pins),
+                network_backend=_PinnedBackend(httpcore2.AnyIOBackend(), pins),
             )
 
         async def handle_async_request(

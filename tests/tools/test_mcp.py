@@ -348,6 +348,18 @@ async def test_a_private_answer_refuses_the_server_before_any_request(settings):
     assert target.requests == []
 
 
+async def test_a_lookup_that_hangs_ends_at_the_connect_timeout(settings):
+    async def never_answers(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+    toolset = remote_mcp_toolset_class()(
+        "http://slow-dns.test/mcp", resolver=never_answers, init_timeout=0.3
+    )
+    with pytest.raises(ToolUnavailableError, match=r"did not resolve within 0\.3 s"):
+        await asyncio.wait_for(run_script(toolset), 3)
+
+
 def huge_result_server(json_response: bool) -> Any:
     server = MCPServer("huge", log_level="WARNING")
 
