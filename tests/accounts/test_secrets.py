@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
@@ -218,3 +218,31 @@ def test_a_plain_credential_saved_in_the_admin_becomes_a_secret(
         API_KEY
     )
     assert API_KEY not in json.dumps(agent.versions.get().config)
+
+
+# ---- seeding -----------------------------------------------------------------------
+
+
+def seed_file(tmp_path, headers: dict):
+    tool = http_tool(headers)
+    path = tmp_path / "agents.json"
+    path.write_text(json.dumps([{"name": "Seeded", "model": "test", "tools": [tool]}]))
+    return str(path)
+
+
+@pytest.mark.django_db
+def test_seeding_a_reference_to_a_missing_secret_is_a_clear_error(tmp_path, user):
+    path = seed_file(tmp_path, {"Authorization": {"secret": "missing-key"}})
+    with pytest.raises(CommandError, match="missing-key"):
+        call_command("seed_agents", path, "--owner", user.username)
+    assert not Agent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_seeding_a_plain_credential_stores_it_as_a_secret(tmp_path, user):
+    path = seed_file(tmp_path, {"Authorization": API_KEY})
+    call_command("seed_agents", path, "--owner", user.username)
+    call_command("seed_agents", path, "--owner", user.username)
+    agent = Agent.objects.get(owner=user)
+    assert agent.version == 1 and Secret.objects.filter(owner=user).count() == 1
+    assert API_KEY not in json.dumps(agent.config_snapshot())

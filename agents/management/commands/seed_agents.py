@@ -84,7 +84,11 @@ class Command(BaseCommand):
                 owner, password = self._demo_user()
             else:
                 owner = self._owner(options["owner"])
-            outcomes = [self._seed(owner, definition) for definition in definitions]
+            try:
+                outcomes = [self._seed(owner, d) for d in definitions]
+            except AgentConfigError as exc:
+                # Checked against the owner only when written: secret references.
+                raise CommandError(f"{path}: {exc}") from None
 
         self._ensure_workspace()
         for line in outcomes:
