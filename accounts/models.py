@@ -9,6 +9,7 @@ import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 
 class User(AbstractUser):
@@ -34,6 +35,20 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        # Django ends a browser session whose stored hash no longer matches
+        # (that is how a password change logs other sessions out). Covering
+        # `tokens_valid_after` too makes "log out everywhere" end them as well;
+        # users who never did keep Django's hash, so their sessions live on.
+        if self.tokens_valid_after is None:
+            return super()._get_session_auth_hash(secret=secret)
+        return salted_hmac(
+            "accounts.User.session_auth_hash",
+            f"{self.password}:{self.tokens_valid_after.isoformat()}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
     @property
     def tool_role(self) -> str:

@@ -5,6 +5,11 @@ from the group go to the client; client frames become calls to the turn
 runner. It holds no agent logic. Refused connections are accepted and then
 closed, so clients see 4401 (authentication), 4403 (origin) or 4404 (session).
 
+Authorisation lasts as long as the credentials do (`accounts.ws_auth`): the
+socket closes with 4401 when its token expires, when a client frame finds the
+user deactivated or logged out everywhere, and at once when the user's group
+is told so (`ws_auth.revoke_user_sockets`, from any process).
+
 When the channel layer (Redis) cannot be reached, the socket gets an `error`
 frame `stream_unavailable` and is closed with 4503, at
 connect or as soon as `stream_health` notices the outage: frames would
@@ -13,13 +18,17 @@ otherwise stop without a word. Clients reconnect and `resume`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from accounts import ws_auth
+from config.validation import TOO_DEEP_MESSAGE, is_too_deep
 from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
 from sessions_app.frames import error_frame, event_frame
@@ -53,6 +62,9 @@ async def refuse_unavailable(receive, send) -> None:
 class ChatConsumer(AsyncWebsocketConsumer):
     session_id: str | None = None
     relay_down = False
+    socket_auth: ws_auth.SocketAuth | None = None
+    expiry_task: asyncio.Task | None = None
+    unauthorised = False
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -74,6 +86,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
+        self.socket_auth = self.scope.get("socket_auth")
         session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
         # A session stays open to its user when its agent stops answering:
         # its history is theirs, and a refused turn is an error frame.
@@ -88,22 +101,55 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(
                 broadcast.session_group(session_id), self.channel_name
             )
+            await self.channel_layer.group_add(
+                ws_auth.user_group(user.pk), self.channel_name
+            )
         except Exception:
             logger.warning("cannot join the group of session %s", session_id)
             await self.stream_unavailable()
             return
         stream_health.watch(self.stream_unavailable)
+        if self.socket_auth is not None and self.socket_auth.expires_at is not None:
+            self.expiry_task = asyncio.create_task(
+                self.close_at(self.socket_auth.expires_at)
+            )
 
     async def disconnect(self, code: int) -> None:
         # The running turn is left alone: it finishes and is stored.
         stream_health.unwatch(self.stream_unavailable)
+        if self.expiry_task is not None:
+            self.expiry_task.cancel()
         if self.session_id is not None:
             try:
                 await self.channel_layer.group_discard(
                     broadcast.session_group(self.session_id), self.channel_name
                 )
+                await self.channel_layer.group_discard(
+                    ws_auth.user_group(self.scope["user"].pk), self.channel_name
+                )
             except Exception:
                 logger.debug("cannot leave the group of %s", self.session_id)
+
+    async def close_unauthorised(self, reason: str) -> None:
+        """Closes with 4401: the socket's credentials no longer hold."""
+        if self.unauthorised:
+            return
+        self.unauthorised = True
+        await self.close(CLOSE_UNAUTHENTICATED, reason=reason)
+
+    async def close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.close_unauthorised("token expired")
+
+    async def still_authorised(self) -> bool:
+        """Re-checks the user before acting on a client frame (one query)."""
+        auth = self.socket_auth
+        if auth is None:
+            return False
+        if await run_db(ws_auth.socket_still_authorised, auth):
+            return True
+        await self.close_unauthorised("credentials no longer valid")
+        return False
 
     async def stream_unavailable(self) -> None:
         """Tells the client the live relay is down, then closes (it resumes later)."""
@@ -114,7 +160,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
-        if self.session_id is None or self.relay_down:
+        if self.session_id is None or self.relay_down or self.unauthorised:
+            return
+        if not await self.still_authorised():
             return
         raw = text_data if text_data is not None else bytes_data
         if raw is not None and len(raw) > settings.AGENTRY_MAX_WS_FRAME_BYTES:
@@ -128,6 +176,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame(
                 error_frame("invalid_frame", "Frames must be JSON objects.")
             )
+            return
+        except RecursionError:
+            # The decoder recurses per nesting level: a 1 MiB frame of `[`.
+            await self.send_frame(error_frame("invalid_frame", TOO_DEEP_MESSAGE))
+            return
+        if is_too_deep(frame):
+            await self.send_frame(error_frame("invalid_frame", TOO_DEEP_MESSAGE))
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             await self.send_frame(
@@ -233,6 +288,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.session_frames(message)
         else:
             await super().dispatch(message)
+
+    async def auth_revoked(self, message: dict[str, Any]) -> None:
+        """The user was deactivated or logged out everywhere (any process)."""
+        cutoff = message.get("cutoff")
+        auth = self.socket_auth
+        if cutoff is None or auth is None or auth.issued_at < cutoff:
+            await self.close_unauthorised("logged out")
 
     async def session_frames(self, message: dict[str, Any]) -> None:
         for frame in message["frames"]:

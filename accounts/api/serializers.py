@@ -14,6 +14,7 @@ from rest_framework.validators import UniqueValidator
 from accounts import secrets
 from accounts.models import Secret, User
 from config.serializers import (
+    StrictBooleanField,
     StrictCharField,
     StrictEmailField,
     StrictModelSerializer,
@@ -78,6 +79,30 @@ class LoginSerializer(serializers.Serializer):
 
 class RefreshTokenSerializer(serializers.Serializer):
     refresh_token = StrictCharField(max_length=4096)
+
+
+class LogoutSerializer(serializers.Serializer):
+    refresh_token = StrictCharField(
+        max_length=4096,
+        required=False,
+        help_text="The refresh token that ends; optional with `all`.",
+    )
+    all = StrictBooleanField(
+        default=False,
+        help_text="End every token, browser session and open websocket of the user.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs["all"] and not attrs.get("refresh_token"):
+            raise serializers.ValidationError(
+                {"refresh_token": ["This field is required."]}
+            )
+        return attrs
+
+
+class WsTicketSerializer(serializers.Serializer):
+    ticket = StrictCharField(help_text="Use as `?ticket=` on the websocket URL, once.")
+    expires_in = serializers.IntegerField(help_text="Seconds the ticket stays valid.")
 
 
 class TokenPairSerializer(serializers.Serializer):

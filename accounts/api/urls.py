@@ -12,4 +12,5 @@ urlpatterns = [
     re_path(r"^refresh/?$", views.RefreshView.as_view(), name="refresh"),
     re_path(r"^logout/?$", views.LogoutView.as_view(), name="logout"),
     re_path(r"^me/?$", views.MeView.as_view(), name="me"),
+    re_path(r"^ws-ticket/?$", views.WsTicketView.as_view(), name="ws-ticket"),
 ]

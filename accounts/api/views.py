@@ -1,11 +1,13 @@
-"""Auth endpoints (register, login, refresh, logout, me) and the secrets
-store.
+"""Auth endpoints (register, login, refresh, logout, me, ws-ticket) and the
+secrets store.
 
 Tokens are answered as `{access_token, refresh_token, token_type, expires_in}`;
 every token problem is a 401 with the API's error body.
 """
 
 from __future__ import annotations
+
+import time
 
 from django.contrib.auth import authenticate
 from django.db import IntegrityError
@@ -20,11 +22,13 @@ from rest_framework.views import APIView
 from accounts import secrets, services
 from accounts.api.serializers import (
     LoginSerializer,
+    LogoutSerializer,
     RefreshTokenSerializer,
     RegisterSerializer,
     SecretSerializer,
     TokenPairSerializer,
     UserSerializer,
+    WsTicketSerializer,
 )
 from accounts.api.throttles import LoginAddressRateThrottle, LoginRateThrottle
 from accounts.models import Secret
@@ -120,16 +124,23 @@ class RefreshView(AnonymousAuthView):
 
 
 class LogoutView(APIView):
+    """Ends the given refresh token or, with `all: true`, every token, browser
+    session and open websocket of the user."""
+
     parser_classes = AUTH_PARSERS
 
     @extend_schema(
-        request=RefreshTokenSerializer,
+        request=LogoutSerializer,
         responses={204: None, 401: OpenApiResponse(description="Token refused.")},
         tags=["auth"],
     )
     def post(self, request: Request) -> Response:
-        serializer = RefreshTokenSerializer(data=request.data)
+        serializer = LogoutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        if serializer.validated_data["all"]:
+            # The refresh token, if sent, is among the tokens this ends.
+            services.user_logout_everywhere(user=request.user)
+            return Response(status=status.HTTP_204_NO_CONTENT)
         try:
             services.token_revoke(
                 serializer.validated_data["refresh_token"], user=request.user
@@ -137,6 +148,30 @@ class LogoutView(APIView):
         except services.TokenRejected as exc:
             raise AuthenticationFailed(str(exc), code="token_not_valid") from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WsTicketView(APIView):
+    """A single-use ticket that opens one websocket within 30 seconds, so the
+    access token need not travel in a URL (where logs and proxies keep it)."""
+
+    @extend_schema(request=None, responses={200: WsTicketSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        payload = getattr(request.auth, "payload", None)
+        if payload is not None:
+            # Bought with a token: the socket lives no longer than that token.
+            issued_at = services.token_issued_at(payload)
+            expires_at = float(payload["exp"])
+        else:
+            # Bought with the browser session, which holds until logout.
+            issued_at, expires_at = time.time(), None
+        ticket = services.ws_ticket_issue(
+            user=request.user, issued_at=issued_at, expires_at=expires_at
+        )
+        return Response(
+            WsTicketSerializer(
+                {"ticket": ticket, "expires_in": services.WS_TICKET_SECONDS}
+            ).data
+        )
 
 
 class MeView(APIView):
