@@ -38,6 +38,7 @@ Public surface:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -58,7 +59,6 @@ SETTING = "AGENTRY_ALLOW_PRIVATE_URLS"
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
-SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 PRIVATE_NETWORKS = tuple(
     ipaddress.ip_network(network)
@@ -71,6 +71,7 @@ class DestinationRefused(SandboxError):
 
 
 def private_urls_allowed() -> bool:
+    """Whether non-public addresses may be reached (read at each lookup)."""
     return bool(getattr(settings, SETTING, False))
 
 
@@ -141,9 +142,9 @@ async def resolve_once(
     """The address to connect to for `host`: one lookup, the first answer.
 
     An IP literal is not looked up. Raises `DestinationRefused` when the name
-    does not resolve or, unless private URLs are allowed, when any answer is
-    not a public address (checking only the one used would let a name that
-    also answers privately be retried into the private one by another client).
+    does not resolve or, unless private URLs are allowed, when any of its
+    answers is not a public address: a name that points inside at all is
+    refused, whichever answer a connection would have used.
     """
     try:
         ipaddress.ip_address(host)
@@ -288,50 +289,9 @@ def mcp_client_factory(
     as a failed request; long-lived event streams (a GET answered with
     ``text/event-stream``) are exempt, as the SDK caps each of their events.
     """
-    import httpcore2
     import httpx2
 
-    class ResponseTooLarge(httpx2.StreamError):
-        pass
-
-    class CappedStream(httpx2.AsyncByteStream):
-        def __init__(self, stream: httpx2.AsyncByteStream) -> None:
-            self._stream = stream
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            size = 0
-            async for chunk in self._stream:
-                size += len(chunk)
-                if size > max_response_bytes:
-                    raise ResponseTooLarge(
-                        f"The response is larger than {max_response_bytes} bytes."
-                    )
-                yield chunk
-
-        async def aclose(self) -> None:
-            await self._stream.aclose()
-
-    class PinnedTransport(httpx2.AsyncHTTPTransport):
-        def __init__(self) -> None:
-            super().__init__(trust_env=False)
-            self._pool = httpcore2.AsyncConnectionPool(
-                ssl_context=httpx2.create_ssl_context(trust_env=False),
-                network_backend=_PinnedBackend(httpcore2.AnyIOBackend(), pins),
-            )
-
-        async def handle_async_request(
-            self, request: httpx2.Request
-        ) -> httpx2.Response:
-            response = await super().handle_async_request(request)
-            content_type = response.headers.get("content-type", "")
-            if request.method == "GET" and content_type.startswith("text/event-stream"):
-                return response
-            return httpx2.Response(
-                status_code=response.status_code,
-                headers=response.headers,
-                stream=CappedStream(response.stream),
-                extensions=response.extensions,
-            )
+    transport_class = _httpx2_transport_class()
 
     def factory(
         headers: dict[str, str] | None = None,
@@ -345,7 +305,7 @@ def mcp_client_factory(
         if timeout is None:
             timeout = httpx2.Timeout(30.0, read=300.0)
         return httpx2.AsyncClient(
-            transport=PinnedTransport(),
+            transport=transport_class(pins, max_response_bytes),
             headers=headers,
             timeout=timeout,
             auth=auth,
@@ -354,3 +314,58 @@ def mcp_client_factory(
         )
 
     return factory
+
+
+@functools.cache
+def _httpx2_transport_class() -> type:
+    """The guarded ``httpx2`` transport, defined on first use: only processes
+    that run an MCP tool import the MCP SDK's HTTP stack."""
+    import httpcore2
+    import httpx2
+
+    class ResponseTooLarge(httpx2.StreamError):
+        pass
+
+    class CappedStream(httpx2.AsyncByteStream):
+        def __init__(self, stream: httpx2.AsyncByteStream, max_bytes: int) -> None:
+            self._stream = stream
+            self._max_bytes = max_bytes
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in self._stream:
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise ResponseTooLarge(
+                        f"The response is larger than {self._max_bytes} bytes."
+                    )
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self._stream.aclose()
+
+    class PinnedHTTPX2Transport(httpx2.AsyncHTTPTransport):
+        def __init__(self, pins: PinnedResolver, max_response_bytes: int) -> None:
+            super().__init__(trust_env=False)
+            # As for httpx: the same pool, with the pinned network backend.
+            self._pool = httpcore2.AsyncConnectionPool(
+                ssl_context=httpx2.create_ssl_context(trust_env=False),
+                network_backend=_PinnedBackend(httpcore2.AnyIOBackend(), pins),
+            )
+            self._max_response_bytes = max_response_bytes
+
+        async def handle_async_request(
+            self, request: httpx2.Request
+        ) -> httpx2.Response:
+            response = await super().handle_async_request(request)
+            content_type = response.headers.get("content-type", "")
+            if request.method == "GET" and content_type.startswith("text/event-stream"):
+                return response
+            return httpx2.Response(
+                status_code=response.status_code,
+                headers=response.headers,
+                stream=CappedStream(response.stream, self._max_response_bytes),
+                extensions=response.extensions,
+            )
+
+    return PinnedHTTPX2Transport
