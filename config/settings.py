@@ -304,6 +304,12 @@ WHITENOISE_USE_FINDERS = DEBUG or TESTING
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "uploads")))
 REPO_ROOT = Path(env.str("REPO_ROOT", default=str(BASE_DIR / "workspace"))).resolve()
+# File tools in `workspace` scope work in AGENTRY_WORKSPACES/<session user id>/,
+# one private tree per user, each capped so no user can fill the disk.
+AGENTRY_WORKSPACES = Path(
+    env.str("AGENTRY_WORKSPACES", default=str(BASE_DIR / "workspaces"))
+).resolve()
+AGENTRY_WORKSPACE_QUOTA_MB = env.int("AGENTRY_WORKSPACE_QUOTA_MB", default=1024)
 
 MAX_UPLOAD_BYTES = env.int("AGENTRY_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 # Uploads stream to a temporary file past this size instead of sitting in memory.

@@ -32,8 +32,9 @@ def _static_root_exists():
 
 @pytest.fixture(autouse=True)
 def _isolated_paths(settings, tmp_path):
-    """Every test gets its own REPO_ROOT and MEDIA_ROOT."""
+    """Every test gets its own REPO_ROOT, MEDIA_ROOT and AGENTRY_WORKSPACES."""
     settings.REPO_ROOT = tmp_path / "workspace"
     settings.REPO_ROOT.mkdir()
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.AGENTRY_WORKSPACES = tmp_path / "workspaces"
     return settings

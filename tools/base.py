@@ -5,8 +5,10 @@ Public surface:
                            model as a failed tool result instead of ending the run
     function_toolset(*fns) the FunctionToolset a kind's builder returns
     ToolConfig             base config schema (unknown keys refused)
-    SandboxedConfig        + `root` and `timeout_seconds`, for tools that touch files
-    open_sandbox(...)      the Sandbox a config grants, as a tool failure if unusable
+    SandboxedConfig        + `scope`, `root` and `timeout_seconds`, for tools that touch files
+    open_sandbox(...)      the Sandbox a config grants the run, as a tool failure if
+                           unusable or (for writes) not allowed
+    WRITER_ROLES           the session roles that may write in `repo` scope
 
 How a failure reaches the model: the wrapped function raises
 `pydantic_ai.ToolFailed(message)`. pydantic-ai answers the call with a
@@ -24,11 +26,14 @@ hiding it from whoever operates the server.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_ai import FunctionToolset, ToolFailed
@@ -90,10 +95,21 @@ class ToolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+WRITER_ROLES = frozenset({"developer", "admin"})
+
+
 class SandboxedConfig(ToolConfig):
+    scope: Literal["repo", "workspace"] = Field(
+        default="repo",
+        description=(
+            "Which tree the tool works in: `repo`, the server's shared REPO_ROOT "
+            "(written only by developers and admins), or `workspace`, the private "
+            "directory of the user whose session runs the tool."
+        ),
+    )
     root: str = Field(
         default=".",
-        description="Directory the tool works in, relative to the server's REPO_ROOT.",
+        description="Directory the tool works in, relative to its scope's tree.",
     )
     timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Time one call may spend."
@@ -108,10 +124,51 @@ class SandboxedConfig(ToolConfig):
             raise ValueError(str(exc)) from None
 
 
-def open_sandbox(context: ToolContext, config: SandboxedConfig) -> Sandbox:
-    """The sandbox `config` grants under the run's REPO_ROOT.
+def open_sandbox(
+    context: ToolContext, config: SandboxedConfig, *, writing: bool = False
+) -> Sandbox:
+    """The sandbox `config` grants the run, inside its scope's tree.
 
-    Opened per call, so a root created after the agent was built is found and a
-    missing one is a failed call, not a failed run.
+    `repo` is the run's REPO_ROOT, which never shows the workspaces directory
+    even when an operator keeps it inside; writing there needs a session user
+    whose role is in `WRITER_ROLES`. `workspace` is
+    AGENTRY_WORKSPACES/<session user id>/, made on first use, capped by
+    AGENTRY_WORKSPACE_QUOTA_MB. Opened per call, so a root created after the
+    agent was built is found and a missing one is a failed call, not a failed
+    run.
+
+    Raises:
+        SandboxError: the root is unusable or the write is not allowed.
     """
-    return Sandbox.within(context.repo_root, config.root)
+    from django.conf import settings
+
+    workspaces = Path(settings.AGENTRY_WORKSPACES)
+    if config.scope == "workspace":
+        quota = settings.AGENTRY_WORKSPACE_QUOTA_MB * 1024 * 1024
+        return Sandbox.within(
+            _workspace_of(workspaces, context.user_id), config.root, quota_bytes=quota
+        )
+    if writing and context.user_role not in WRITER_ROLES:
+        raise SandboxError(
+            "Writing to the shared repository needs the developer or admin role; "
+            "this session's user may write in their own workspace (a tool with "
+            'scope "workspace").'
+        )
+    return Sandbox.within(context.repo_root, config.root, hidden=[workspaces])
+
+
+def _workspace_of(workspaces: Path, user_id: Any) -> Path:
+    """AGENTRY_WORKSPACES/<user id>/, created (private to the server) when missing."""
+    if user_id is None:
+        raise SandboxError(
+            "The workspace scope needs a session user, and this run has none."
+        )
+    name = str(user_id)
+    check_relative_path(name, what="user id")
+    if "/" in name or name == ".":
+        raise SandboxError("The session user's id cannot name a workspace.")
+    workspaces.mkdir(parents=True, exist_ok=True)
+    workspace = workspaces / name
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(workspace, 0o700)
+    return workspace

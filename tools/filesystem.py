@@ -1,20 +1,28 @@
 """Built-in file tools: `read_file`, `write_file`, `list_directory`, `find_files`.
 
 Each is a registry kind of category ``filesystem`` that gives the model one tool
-of the same name, working inside ``REPO_ROOT/<config root>`` through
-`tools.sandbox.Sandbox`. Giving an agent `write_file` is the permission to
-write; the other three only read.
+of the same name, working inside ``<scope's tree>/<config root>`` through
+`tools.sandbox.Sandbox` (scopes: `tools.base.open_sandbox`). Giving an agent
+`write_file` is the permission to write (in `repo` scope only for sessions of
+developers and admins); the other three only read.
 
 Results are JSON objects whose paths are relative to the configured root (so
 they can be passed straight back to another file tool) and which say when a cap
 cut them short (``truncated``). A refused call is a failed tool result, as
 described in `tools.base`.
+
+Globs are matched without regular expressions, one path segment at a time, by
+a bit-parallel automaton whose work is linear in the path (times the pattern's
+length, at most 1024): no pattern backtracks, and a pattern has at most
+`MAX_GLOB_WILDCARDS` wildcards.
+
+Public surface: the four registered kinds, their config classes,
+`DEFAULT_EXCLUDED_DIRS`, `MAX_GLOB_WILDCARDS` and `glob_matcher(pattern)`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +33,8 @@ from tools.registry import ToolContext, register_tool
 from tools.sandbox import Deadline, SandboxError, check_relative_path, display_path
 
 DEFAULT_EXCLUDED_DIRS = [".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv"]
+#: Wildcards (`*` runs, `?`, `[...]`, `**` segments) one find_files pattern may hold.
+MAX_GLOB_WILDCARDS = 32
 
 
 class ReadFileConfig(SandboxedConfig):
@@ -138,8 +148,10 @@ def build_write_file(config: WriteFileConfig, context: ToolContext):
             raise SandboxError(
                 f"The content is larger than {config.max_write_bytes} bytes."
             )
-        sandbox = open_sandbox(context, config)
-        _, written, created = sandbox.write_text(path, content)
+        sandbox = open_sandbox(context, config, writing=True)
+        written, created = sandbox.write_text(
+            path, content, deadline=Deadline(config.timeout_seconds)
+        )
         return {
             "path": display_path(path),
             "bytes_written": written,
@@ -167,11 +179,10 @@ def build_list_directory(config: ListDirectoryConfig, context: ToolContext):
             path: Directory relative to the workspace root; "." is the root itself.
         """
         sandbox = open_sandbox(context, config)
-        directory = sandbox.directory(path)
         deadline = Deadline(config.timeout_seconds)
         entries: list[dict[str, Any]] = []
         truncated = False
-        for entry in sandbox.scan(directory, ".", deadline=deadline):
+        for entry in sandbox.entries(path, deadline=deadline):
             if len(entries) >= config.max_entries:
                 truncated = True
                 break
@@ -180,7 +191,7 @@ def build_list_directory(config: ListDirectoryConfig, context: ToolContext):
                 "type": "directory" if entry.is_dir else "file",
             }
             if not entry.is_dir:
-                item["size"] = entry.real.stat().st_size
+                item["size"] = entry.size
             entries.append(item)
         return {
             "path": display_path(path),
@@ -215,7 +226,7 @@ def build_find_files(config: FindFilesConfig, context: ToolContext):
             path: Directory to search, relative to the workspace root.
         """
         check_relative_path(pattern, what="pattern")
-        matches_path = _glob_matcher(pattern)
+        matches_path = glob_matcher(pattern)
         sandbox = open_sandbox(context, config)
         deadline = Deadline(config.timeout_seconds)
         matches: list[str] = []
@@ -242,40 +253,186 @@ def build_find_files(config: FindFilesConfig, context: ToolContext):
 
 
 @lru_cache(maxsize=256)
-def _glob_matcher(pattern: str):
-    """A predicate on root-relative paths for a find_files pattern."""
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """A predicate on root-relative paths for a find_files pattern.
+
+    Without "/", the pattern matches the last segment (a file name anywhere);
+    with "/", the whole path, segment by segment, where a segment that is
+    exactly "**" spans any number of directories (none included). Within a
+    segment "*" is any run of characters, "?" one character, "[abc]", "[a-z]"
+    and "[!abc]" one of a set; an unclosed "[" is itself.
+
+    Raises:
+        SandboxError: the pattern holds more than MAX_GLOB_WILDCARDS wildcards.
+    """
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    segments = [_GLOBSTAR if p == "**" else _parse_segment(p) for p in parts]
+    wildcards = sum(
+        1 if segment is _GLOBSTAR else segment.wildcards for segment in segments
+    )
+    if wildcards > MAX_GLOB_WILDCARDS:
+        raise SandboxError(
+            f"The pattern has {wildcards} wildcards; at most {MAX_GLOB_WILDCARDS} "
+            "are allowed."
+        )
     if "/" not in pattern:
-        name_re = re.compile(fnmatch.translate(pattern))
-        return lambda relative: bool(name_re.match(relative.rsplit("/", 1)[-1]))
-    while pattern.startswith("./"):
-        pattern = pattern[2:]
-    path_re = re.compile(_translate_path_glob(pattern))
-    return lambda relative: bool(path_re.fullmatch(relative))
+        only = _parse_segment(pattern)
+        return lambda relative: only.matches(relative.rsplit("/", 1)[-1])
+    return _PathPattern(segments).matches
 
 
-def _translate_path_glob(pattern: str) -> str:
-    out, i, n = [], 0, len(pattern)
+class _Token:
+    """One glob position: a literal character, `?`, a set, or a `*` run."""
+
+    __slots__ = ("char", "chars", "kind", "negate", "ranges")
+
+    def __init__(
+        self,
+        kind: str,
+        char: str = "",
+        negate: bool = False,
+        chars: frozenset[str] = frozenset(),
+        ranges: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.kind, self.char, self.negate = kind, char, negate
+        self.chars, self.ranges = chars, ranges
+
+    def accepts(self, ch: str) -> bool:
+        if self.kind == "literal":
+            return ch == self.char
+        if self.kind == "any":
+            return True
+        inside = ch in self.chars or any(lo <= ch <= hi for lo, hi in self.ranges)
+        return inside != self.negate
+
+
+class _SegmentPattern:
+    """A glob for one path segment, run as a bit-parallel automaton.
+
+    Bit i of the state means "the first i tokens matched"; each character
+    moves the state along in a constant number of integer operations, so a
+    match costs one pass over the name whatever the pattern.
+    """
+
+    def __init__(self, tokens: list[_Token]) -> None:
+        self.tokens = tokens
+        self.wildcards = sum(t.kind != "literal" for t in tokens)
+        self.literal = (
+            "".join(t.char for t in tokens)
+            if all(t.kind == "literal" for t in tokens)
+            else None
+        )
+        self._stars = sum(1 << i for i, t in enumerate(tokens) if t.kind == "star")
+        self._accept = 1 << len(tokens)
+        self._by_char: dict[str, int] = {}
+
+    def _closure(self, state: int) -> int:
+        # A star may match nothing; runs of stars were merged, so one step does.
+        return state | ((state & self._stars) << 1)
+
+    def _bits_for(self, ch: str) -> int:
+        bits = self._by_char.get(ch)
+        if bits is None:
+            bits = sum(
+                1 << i
+                for i, t in enumerate(self.tokens)
+                if t.kind != "star" and t.accepts(ch)
+            )
+            if len(self._by_char) < 4096:
+                self._by_char[ch] = bits
+        return bits
+
+    def matches(self, name: str) -> bool:
+        if self.literal is not None:
+            return name == self.literal
+        stars = self._stars
+        state = self._closure(1)
+        for ch in name:
+            moved = (state & ~stars & self._bits_for(ch)) << 1
+            state = self._closure(moved | (state & stars))
+            if not state:
+                return False
+        return bool(state & self._accept)
+
+
+_GLOBSTAR = object()
+
+
+class _PathPattern:
+    """Segment patterns and `**` over a path's segments, as the automaton above."""
+
+    def __init__(self, segments: list[Any]) -> None:
+        merged: list[Any] = []
+        for segment in segments:
+            if not (segment is _GLOBSTAR and merged and merged[-1] is _GLOBSTAR):
+                merged.append(segment)
+        self.segments = merged
+        self._spans = sum(1 << i for i, s in enumerate(merged) if s is _GLOBSTAR)
+        self._accept = 1 << len(merged)
+
+    def matches(self, relative: str) -> bool:
+        spans = self._spans
+        state = 1 | ((1 & spans) << 1)
+        for name in relative.split("/"):
+            moved = 0
+            live = state & ~spans & (self._accept - 1)
+            while live:
+                low = live & -live
+                if self.segments[low.bit_length() - 1].matches(name):
+                    moved |= low << 1
+                live ^= low
+            state = moved | (state & spans)
+            state |= (state & spans) << 1
+            if not state:
+                return False
+        return bool(state & self._accept)
+
+
+def _parse_segment(text: str) -> _SegmentPattern:
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
     while i < n:
-        ch = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif ch == "*":
-            out.append("[^/]*")
+        ch = text[i]
+        if ch == "*":
+            if not (tokens and tokens[-1].kind == "star"):
+                tokens.append(_Token("star"))
             i += 1
         elif ch == "?":
-            out.append("[^/]")
+            tokens.append(_Token("any"))
             i += 1
-        elif ch == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            body = re.escape(body[1:] if negate else body).replace(r"\-", "-")
-            out.append(f"[{'^/' if negate else ''}{body}]")
-            i = end + 1
+        elif ch == "[" and (parsed := _parse_set(text, i)) is not None:
+            token, i = parsed
+            tokens.append(token)
         else:
-            out.append(re.escape(ch))
+            tokens.append(_Token("literal", ch))
             i += 1
-    return "".join(out)
+    return _SegmentPattern(tokens)
+
+
+def _parse_set(text: str, start: int) -> tuple[_Token, int] | None:
+    """The `[...]` set at `start` and the index after it, as fnmatch reads one."""
+    j = start + 1
+    if j < len(text) and text[j] == "!":
+        j += 1
+    if j < len(text) and text[j] == "]":
+        j += 1
+    end = text.find("]", j)
+    if end == -1:
+        return None
+    body = text[start + 1 : end]
+    negate = body.startswith("!")
+    if negate:
+        body = body[1:]
+    chars: set[str] = set()
+    ranges: list[tuple[str, str]] = []
+    k = 0
+    while k < len(body):
+        if k + 2 < len(body) and body[k + 1] == "-":
+            if body[k] <= body[k + 2]:
+                ranges.append((body[k], body[k + 2]))
+            k += 3
+        else:
+            chars.add(body[k])
+            k += 1
+    token = _Token("set", negate=negate, chars=frozenset(chars), ranges=tuple(ranges))
+    return token, end + 1

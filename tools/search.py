@@ -1,6 +1,7 @@
 """Built-in search tool: `grep_search` (category ``search``).
 
-Pure Python: the tree is walked through `tools.sandbox.Sandbox` and each line is
+Pure Python: the tree is walked through `tools.sandbox.Sandbox` (in the config's
+scope, `tools.base.open_sandbox`) and each line is
 matched with the third-party `regex` module, whose ``timeout=`` bounds every
 match, so neither the pattern nor the path is ever handed to a program as an
 option and a catastrophic pattern such as ``(a+)+$`` costs at most the call's
@@ -20,7 +21,7 @@ from pydantic import Field
 from tools.base import SandboxedConfig, function_toolset, open_sandbox
 from tools.filesystem import DEFAULT_EXCLUDED_DIRS
 from tools.registry import ToolContext, register_tool
-from tools.sandbox import Deadline, SandboxError, WalkEntry, display_path
+from tools.sandbox import Deadline, SandboxError, display_path
 
 MAX_PATTERN_CHARS = 1000
 
@@ -78,19 +79,7 @@ def build_grep_search(config: GrepSearchConfig, context: ToolContext):
         compiled = _compile(pattern, ignore_case)
         sandbox = open_sandbox(context, config)
         deadline = Deadline(config.timeout_seconds)
-        real = sandbox.resolve(path)
-        if real.is_file():
-            files = iter(
-                [WalkEntry(display_path(path), sandbox.file_for_reading(path), False)]
-            )
-        else:
-            files = (
-                entry
-                for entry in sandbox.walk(
-                    path, deadline=deadline, exclude_dirs=excluded
-                )
-                if not entry.is_dir
-            )
+        files = sandbox.files(path, deadline=deadline, exclude_dirs=excluded)
         matches: list[dict[str, Any]] = []
         scanned, truncated = 0, False
         for entry in files:
@@ -101,9 +90,7 @@ def build_grep_search(config: GrepSearchConfig, context: ToolContext):
                 break
             scanned += 1
             try:
-                text, cut = sandbox.read_head(
-                    entry.real, entry.relative, config.max_file_bytes
-                )
+                text, cut = sandbox.read_head(entry, config.max_file_bytes)
             except (SandboxError, OSError):
                 continue
             truncated |= cut

@@ -26,6 +26,13 @@ def pauses(frame: dict) -> bool:
     )
 
 
+@pytest.fixture(autouse=True)
+def _user_may_write_the_repository(user):
+    """write_file in the default `repo` scope runs only for developers and admins."""
+    user.role = "developer"
+    user.save(update_fields=["role"])
+
+
 @pytest.fixture
 async def paused(fake_llm, user, make_agent, make_session, ws_connect):
     """A session whose turn waits for approval of a write_file call."""

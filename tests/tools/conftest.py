@@ -3,8 +3,9 @@
 `layout` builds, under the test's tmp_path, the REPO_ROOT workspace with a few
 files and, outside it, a secret file, a sibling directory whose name extends
 the root's (`workspace2`), and links inside the root that point out. `tool`
-builds a registered kind with a config and returns its model-visible function,
-so a test calls exactly what pydantic-ai would call.
+builds a registered kind with a config (and a session user and role) and
+returns its model-visible function, so a test calls exactly what pydantic-ai
+would call.
 """
 
 from __future__ import annotations
@@ -59,11 +60,20 @@ def layout(settings) -> Layout:
 
 @pytest.fixture
 def tool(settings) -> Callable[..., Callable[..., Any]]:
-    def build(name: str, **config: Any) -> Callable[..., Any]:
+    """Factory: `tool(name, user_id=..., role=..., **config)` -> the model's function.
+
+    The run is a developer's by default (repo-scope writes allowed); `user_id`
+    is the session user whose workspace `scope: workspace` uses.
+    """
+
+    def build(
+        name: str, *, user_id: Any = None, role: str = "developer", **config: Any
+    ) -> Callable[..., Any]:
         validated = registry.get(name).config_schema.model_validate(config)
-        toolset = registry.get(name).build(
-            validated, ToolContext(repo_root=Path(settings.REPO_ROOT))
+        context = ToolContext(
+            repo_root=Path(settings.REPO_ROOT), user_id=user_id, user_role=role
         )
+        toolset = registry.get(name).build(validated, context)
         return toolset.tools[name].function
 
     return build

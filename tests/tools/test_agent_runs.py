@@ -96,7 +96,7 @@ async def test_a_refused_call_is_a_failed_result_and_the_run_goes_on(layout, set
 async def test_a_written_file_is_read_back_in_the_same_run(layout, settings):
     toolset = toolset_for(
         [{"tool": "write_file"}, {"tool": "read_file"}],
-        ToolContext(repo_root=Path(settings.REPO_ROOT)),
+        ToolContext(repo_root=Path(settings.REPO_ROOT), user_role="developer"),
     )
 
     def model(messages, info: AgentInfo) -> ModelResponse:

@@ -200,3 +200,73 @@ def test_find_files_caps_matches(layout, tool):
     result = tool("find_files", max_matches=3)("*.log")
     assert len(result["matches"]) == 3
     assert result["truncated"] is True
+
+
+def test_find_files_glob_with_slashes_runs_in_linear_time(layout, tool):
+    """This pattern took 7.5 s on one 40-character path as a backtracking regex."""
+    (layout.root / "d").mkdir()
+    (layout.root / "d" / ("a" * 38)).write_text("x")
+    find_files = tool("find_files", timeout_seconds=1)
+    started = time.monotonic()
+    result = find_files("**/*?*?*?*?*?*?*?*?*?*?*Q")
+    assert time.monotonic() - started < 1
+    assert result["matches"] == [] and result["truncated"] is False
+    assert find_files("**/*?*?*?*?*?*?*?*?*?*?*a")["matches"] == ["d/" + "a" * 38]
+    started = time.monotonic()
+    long_name = "d/" + "?*" * 15 + "Q"
+    assert find_files(long_name)["matches"] == []
+    assert time.monotonic() - started < 1
+
+
+def test_find_files_caps_the_number_of_wildcards(layout, tool):
+    with pytest.raises(ToolFailed, match="wildcards"):
+        tool("find_files")("*?" * 20)
+    with pytest.raises(ToolFailed, match="wildcards"):
+        tool("find_files")("/".join(["**"] * 40))
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("*.py", [".hidden.py", "a.py", "src/b.py", "src/x/c.py", "src/x/e.py"]),
+        ("src/*.py", ["src/b.py"]),
+        ("./src/*.py", ["src/b.py"]),
+        ("src/**/*.py", ["src/b.py", "src/x/c.py", "src/x/e.py"]),
+        ("**/c.py", ["src/x/c.py"]),
+        (
+            "**/*",
+            [
+                ".hidden.py",
+                "[x].txt",
+                "a.py",
+                "src/b.py",
+                "src/x/c.py",
+                "src/x/e.py",
+                "src/x/y/d.txt",
+            ],
+        ),
+        ("src/**", ["src/b.py", "src/x/c.py", "src/x/e.py", "src/x/y/d.txt"]),
+        ("src/**/y/*", ["src/x/y/d.txt"]),
+        ("src/?/[cd].*", ["src/x/c.py"]),
+        ("src/[!x]*", ["src/b.py"]),
+        ("src/x/[a-d]*", ["src/x/c.py"]),
+        ("[[]x].txt", ["[x].txt"]),
+        ("src/[x", []),
+        ("*/*/*/*", ["src/x/y/d.txt"]),
+        ("src/x", []),
+    ],
+)
+def test_find_files_glob_semantics(tool, settings, pattern, expected):
+    """`**` as a whole segment spans directories; `*`, `?` and `[...]` stay in one."""
+    for name in (
+        "a.py",
+        ".hidden.py",
+        "[x].txt",
+        "src/b.py",
+        "src/x/c.py",
+        "src/x/e.py",
+        "src/x/y/d.txt",
+    ):
+        (settings.REPO_ROOT / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings.REPO_ROOT / name).write_text("x")
+    assert tool("find_files")(pattern)["matches"] == expected
