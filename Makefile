@@ -19,7 +19,7 @@ install: .venv/.installed
 
 run: install
 	DEBUG=1 $(VENV_PY) manage.py migrate --noinput
-	DEBUG=1 $(VENV_PY) manage.py seed_agents --demo-user
+	DEBUG=1 $(VENV_PY) manage.py seed_agents
 	DEBUG=1 .venv/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 # Browser tests run in a process of their own: Playwright's sync API keeps an

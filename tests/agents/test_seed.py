@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import CommandError, call_command
 
 from agents.factory import build_agent, validate_agent_config
@@ -17,6 +23,7 @@ from agents.models import Agent, AgentVersion
 
 pytestmark = pytest.mark.django_db
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_SLUGS = {"repository-assistant", "task-extractor", "chat"}
 
 
@@ -152,11 +159,62 @@ def test_unreadable_files_are_command_errors(tmp_path, content, message):
         seed(str(tmp_path / "missing.yaml"), "--demo-user")
 
 
-def test_an_owner_is_required_and_must_exist(tmp_path):
-    with pytest.raises(CommandError, match="--owner"):
-        seed()
+def test_a_named_owner_must_exist():
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         seed("--owner", "nobody")
+
+
+def test_bare_command_seeds_the_demo_user_once_in_a_real_process(tmp_path):
+    """`manage.py seed_agents` with no arguments (DESIGN section 7): the demo
+    user owns the agents, its password is printed once, a second run changes
+    nothing."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_"))
+        and key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+    }
+    database = tmp_path / "seed.sqlite3"
+    env.update(
+        DEBUG="0",
+        SECRET_KEY="seed-test-" + "x" * 50,
+        DATABASE_URL=f"sqlite:///{database}",
+        REPO_ROOT=str(tmp_path / "workspace"),
+    )
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    migrated = manage("migrate", "--noinput")
+    assert migrated.returncode == 0, migrated.stderr
+    first = manage("seed_agents")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("created ") == len(DEMO_SLUGS)
+    password = re.search(r"password: (\S+)", first.stdout).group(1)
+
+    second = manage("seed_agents")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("unchanged") == len(DEMO_SLUGS)
+    assert "password" not in second.stdout
+
+    with sqlite3.connect(database) as db:
+        owners = db.execute(
+            "SELECT DISTINCT u.username, u.password FROM agents_agent a"
+            " JOIN accounts_user u ON u.id = a.owner_id"
+        ).fetchall()
+        versions = db.execute("SELECT COUNT(*) FROM agents_agentversion").fetchone()
+    assert [username for username, _ in owners] == ["demo"]
+    # The process hashed it with Django's default hasher (the suite's is MD5).
+    assert PBKDF2PasswordHasher().verify(password, owners[0][1])
+    assert versions == (len(DEMO_SLUGS),)
 
 
 def test_missing_workspace_is_created_with_a_readme(user, settings, tmp_path):

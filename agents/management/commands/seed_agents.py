@@ -1,4 +1,4 @@
-"""`manage.py seed_agents [FILE] [--demo-user | --owner USERNAME]`
+"""`manage.py seed_agents [FILE] [--owner USERNAME]`
 
 Loads agent definitions from a YAML or JSON file (by default the shipped
 `agents/demo_agents.yaml`): a list of agents, or an object whose `agents` key
@@ -10,8 +10,10 @@ Every definition is validated with `agents.factory.validate_agent_config`
 before anything is written, and the writes happen in one transaction: a bad
 file is a `CommandError` naming the definition, and nothing is half-written.
 
-`--demo-user` owns the agents by the user "demo", created on first use with a
-random password printed once (never again). The command also creates
+Without `--owner` the agents belong to the demo user "demo", created on first
+use with a random password printed once (never again), so the bare command
+works on a fresh database. `--demo-user` says the same explicitly (kept for
+scripts that pass it). The command also creates
 `REPO_ROOT`, with a small README, when it does not exist, so the repository
 assistant has something to show.
 """
@@ -60,15 +62,15 @@ class Command(BaseCommand):
         owner.add_argument(
             "--demo-user",
             action="store_true",
-            help='Owned by the user "demo", created (and its password printed) if missing.',
+            help='Owned by the user "demo" (the default when no --owner is given).',
         )
-        owner.add_argument("--owner", help="Username of the agents' owner.")
+        owner.add_argument(
+            "--owner",
+            help='Username of the agents\' owner (default: the user "demo", '
+            "created and its password printed if missing).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not options["demo_user"] and not options["owner"]:
-            raise CommandError(
-                "Say who owns the agents: --owner USERNAME or --demo-user."
-            )
         path = Path(options["file"])
         definitions = [
             self._checked(index, definition)
@@ -80,10 +82,10 @@ class Command(BaseCommand):
 
         password = None
         with transaction.atomic():
-            if options["demo_user"]:
-                owner, password = self._demo_user()
-            else:
+            if options["owner"]:
                 owner = self._owner(options["owner"])
+            else:
+                owner, password = self._demo_user()
             try:
                 outcomes = [self._seed(owner, d) for d in definitions]
             except AgentConfigError as exc:
