@@ -312,6 +312,9 @@ AGENTRY_WORKSPACES = Path(
 AGENTRY_WORKSPACE_QUOTA_MB = env.int("AGENTRY_WORKSPACE_QUOTA_MB", default=1024)
 
 MAX_UPLOAD_BYTES = env.int("AGENTRY_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+# Total size of one user's uploaded artifacts: uploads past it are refused
+# (413 quota_exceeded), so no user can fill the media volume.
+AGENTRY_UPLOAD_QUOTA_MB = env.float("AGENTRY_UPLOAD_QUOTA_MB", default=1024)
 # Uploads stream to a temporary file past this size instead of sitting in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024

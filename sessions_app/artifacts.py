@@ -3,12 +3,20 @@
 Public surface:
     sanitize_display_name(name) -> str
     artifact_create(owner, upload, session, name, execution) -> Artifact
+    UploadQuotaExceeded                  the upload would pass the owner's quota
+    upload_quota_bytes()                 AGENTRY_UPLOAD_QUOTA_MB in bytes
     content_disposition(name) -> str     an RFC 6266 `attachment` header value
 
 The file is stored under a generated name (`models.artifact_upload_to`); the
 display name a client sends is only ever data. Versions count per
 (session, name) from 1; the unique constraint on (session, name, version)
 decides races, and the loser retries with the next number.
+
+Each user's artifacts together stay within `AGENTRY_UPLOAD_QUOTA_MB`: an
+upload is refused before its file is stored when it would pass the quota, and
+checked again with the owner's row locked as the artifact is inserted, so
+concurrent uploads cannot pass it together (on PostgreSQL; SQLite serialises
+writers anyway).
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ import re
 import unicodedata
 from urllib.parse import quote
 
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Sum
 
 from accounts.models import User
 from sessions_app.models import AgentExecution, Artifact, Session, artifact_upload_to
@@ -75,6 +84,31 @@ def _digest(upload: UploadedFile) -> tuple[str, int]:
     return sha.hexdigest(), size
 
 
+class UploadQuotaExceeded(Exception):
+    """The upload would take the owner's artifacts past their quota."""
+
+    def __init__(self, *, quota: int, used: int, size: int) -> None:
+        super().__init__(
+            f"This upload ({size} bytes) would pass your upload quota: "
+            f"{used} of {quota} bytes are in use. Delete sessions or files "
+            "you no longer need."
+        )
+        self.quota, self.used, self.size = quota, used, size
+
+
+def upload_quota_bytes() -> int:
+    return int(settings.AGENTRY_UPLOAD_QUOTA_MB * 1024 * 1024)
+
+
+def _check_quota(owner: User, size: int) -> None:
+    used = (
+        Artifact.objects.filter(owner=owner).aggregate(total=Sum("size"))["total"] or 0
+    )
+    quota = upload_quota_bytes()
+    if used + size > quota:
+        raise UploadQuotaExceeded(quota=quota, used=used, size=size)
+
+
 def _next_version(session: Session | None, owner: User, name: str) -> int:
     siblings = Artifact.objects.filter(name=name)
     siblings = (
@@ -94,7 +128,12 @@ def artifact_create(
     execution: AgentExecution | None = None,
 ) -> Artifact:
     """Stores `upload` as the next version of `name` (or of the upload's own file
-    name) in `session`."""
+    name) in `session`.
+
+    Raises:
+        UploadQuotaExceeded: the owner's artifacts would pass their quota.
+    """
+    _check_quota(owner, upload.size or 0)
     display_name = sanitize_display_name(name or upload.name)
     sha256, size = _digest(upload)
     artifact = Artifact(
@@ -114,6 +153,13 @@ def artifact_create(
             artifact.version = _next_version(session, owner, display_name)
             try:
                 with transaction.atomic():
+                    # The owner's row lock orders concurrent uploads of one user.
+                    list(
+                        User.objects.select_for_update()
+                        .filter(pk=owner.pk)
+                        .values_list("pk", flat=True)
+                    )
+                    _check_quota(owner, size)
                     artifact.save(force_insert=True)
                 return artifact
             except IntegrityError:

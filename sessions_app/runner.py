@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import mimetypes
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from pydantic_ai import (
     AgentRunResultEvent,
-    BinaryContent,
     DeferredToolRequests,
     DeferredToolResults,
     FunctionToolCallEvent,
@@ -62,6 +60,7 @@ from agents.models import Agent, AgentVersion
 from agents.selectors import agent_answers, agent_config_at
 from config.validation import is_invalid_text, is_uuid
 from sessions_app import approvals, broadcast, selectors, services
+from sessions_app.attachments import messages_for_storage, prompt_with_attachments
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import (
@@ -85,7 +84,6 @@ logger = logging.getLogger(__name__)
 
 Status = AgentExecution.Status
 POLICIES = ("reject", "enqueue", "interrupt")
-MAX_ATTACHMENT_TEXT = 200_000
 
 
 @dataclass
@@ -615,26 +613,9 @@ def _context_of(
 
 
 def _prompt(text: str, attachments: list[dict[str, Any]]) -> str | list[Any]:
-    """The user prompt with its attachments: text files inline, media as binary."""
-    if not attachments:
-        return text
-    parts: list[Any] = [text]
-    for artifact in Artifact.objects.filter(pk__in=[a["id"] for a in attachments]):
-        content_type = (
-            artifact.content_type or mimetypes.guess_type(artifact.name)[0] or ""
-        )
-        with artifact.file.open("rb") as fh:
-            data = fh.read(settings.MAX_UPLOAD_BYTES)
-        if content_type.startswith("text/") or content_type in ("application/json",):
-            body = data[:MAX_ATTACHMENT_TEXT].decode("utf-8", errors="replace")
-            parts.append(f"\n\nAttached file {artifact.name!r}:\n{body}")
-        else:
-            parts.append(
-                BinaryContent(
-                    data=data, media_type=content_type or "application/octet-stream"
-                )
-            )
-    return parts
+    """The user prompt with its attachments' content (this turn only; the
+    stored history keeps references, see `sessions_app.attachments`)."""
+    return prompt_with_attachments(text, attachments)
 
 
 async def _run(
@@ -693,9 +674,7 @@ async def _run(
         if result is None:
             raise UnexpectedModelBehavior("The run ended without a result.")
         output = result.output
-        messages = context.own_messages + ModelMessagesTypeAdapter.dump_python(
-            result.new_messages(), mode="json"
-        )
+        messages = context.own_messages + messages_for_storage(result.new_messages())
         usage = add_usage(context.own_usage, usage_of(result.usage))
         await stream.flush()
         text = stream.take_segment()
@@ -742,9 +721,7 @@ async def _run(
         cancelled = RunCancelled.from_cancellation(exc)
         messages = None
         if cancelled is not None:
-            messages = ModelMessagesTypeAdapter.dump_python(
-                cancelled.new_messages(), mode="json"
-            )
+            messages = messages_for_storage(cancelled.new_messages())
         usage = (
             cancelled.usage
             if cancelled is not None

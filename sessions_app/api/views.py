@@ -36,7 +36,11 @@ from sessions_app.api.serializers import (
     ExecutionSerializer,
     SessionSerializer,
 )
-from sessions_app.artifacts import artifact_create, content_disposition
+from sessions_app.artifacts import (
+    UploadQuotaExceeded,
+    artifact_create,
+    content_disposition,
+)
 from sessions_app.models import AgentExecution, Artifact, Session
 
 # Multipart framing around the file itself (boundaries, part headers, `name`).
@@ -118,7 +122,11 @@ class SessionViewSet(
         request={"multipart/form-data": ArtifactUploadSerializer},
         responses={
             201: ArtifactSerializer,
-            413: OpenApiResponse(description="File larger than the upload cap."),
+            413: OpenApiResponse(
+                description="File larger than the upload cap "
+                "(`payload_too_large`), or past your upload quota "
+                "(`quota_exceeded`)."
+            ),
         },
     )
     @action(
@@ -144,12 +152,20 @@ class SessionViewSet(
         file = upload.validated_data["file"]
         if file.size > settings.MAX_UPLOAD_BYTES:
             raise _too_large()
-        artifact = artifact_create(
-            owner=request.user,
-            session=session,
-            upload=file,
-            name=upload.validated_data.get("name"),
-        )
+        try:
+            artifact = artifact_create(
+                owner=request.user,
+                session=session,
+                upload=file,
+                name=upload.validated_data.get("name"),
+            )
+        except UploadQuotaExceeded as exc:
+            raise ApiError(
+                "quota_exceeded",
+                str(exc),
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                {"quota_bytes": exc.quota, "used_bytes": exc.used, "size": exc.size},
+            ) from None
         return Response(
             ArtifactSerializer(artifact, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
