@@ -207,3 +207,16 @@ def test_a_parent_swapped_for_a_link_during_a_listing_is_not_followed(
     answer = json.dumps(call(tool))
     assert swap.done
     assert SECRET not in answer and "decoy" not in answer
+
+
+def test_link_loops_are_refused_and_skipped(layout):
+    (layout.root / "loop_a").symlink_to("loop_b")
+    (layout.root / "loop_b").symlink_to("loop_a")
+    (layout.root / "self").symlink_to(".", target_is_directory=True)
+    sandbox = Sandbox(layout.root)
+    with pytest.raises(SandboxError, match="too many links"):
+        sandbox.read_text("loop_a", max_bytes=10, deadline=Deadline(1))
+    seen = {e.relative: e.is_dir for e in sandbox.walk(".", deadline=Deadline(5))}
+    assert "loop_a" not in seen and seen["self"] is True
+    assert "self/hello.txt" not in seen
+    assert sandbox.resolve("self/self/hello.txt") == layout.root / "hello.txt"
