@@ -258,8 +258,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "config.openapi.ErrorAwareAutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     # Counters live in the default cache (Redis when REDIS_URL is set), so the
-    # limits hold across server processes. "login" counts per account name and
-    # client address, "login_ip" per address alone (see accounts/api/throttles.py).
+    # limits hold across server processes. "login" counts per account name
+    # whatever the address, "login_ip" per address (accounts/api/throttles.py).
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("AGENTRY_LOGIN_RATE", default="20/min"),
         "login_ip": env.str("AGENTRY_LOGIN_IP_RATE", default="120/min"),

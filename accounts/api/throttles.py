@@ -1,10 +1,10 @@
 """Rate limits of the anonymous auth endpoints.
 
 Counters live in the default cache (Redis in deployments), so every server
-process shares them. Login is limited per account name and client address (a
-brute-force attempt on one account stops quickly without locking out a whole
-office behind one NAT) and, more generously, per address alone (a spray over
-many names stops too).
+process shares them. Login is limited per account name, whatever the
+address (`AGENTRY_LOGIN_RATE`: a password guesser spread over many addresses
+still stops), and, more generously, per address alone
+(`AGENTRY_LOGIN_IP_RATE`: a spray over many names stops too).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ class LoginRateThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view) -> str:
         data = request.data
         username = data.get("username", "") if hasattr(data, "get") else ""
+        # One counter per account, however the name is spelled or spaced; the
+        # key is a hash, so no account name sits in the cache.
         account = hashlib.sha256(str(username).strip().lower().encode()).hexdigest()
-        ident = f"{self.get_ident(request)}:{account[:32]}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        return self.cache_format % {"scope": self.scope, "ident": account[:32]}
 
 
 class LoginAddressRateThrottle(SimpleRateThrottle):

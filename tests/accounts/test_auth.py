@@ -188,6 +188,41 @@ def test_login_is_throttled_with_a_429_error_body(api_client, user):
     assert error["details"]["retry_after_seconds"] > 0
 
 
+def test_login_is_limited_per_account_whatever_the_address(api_client, user, settings):
+    """A password guesser spread over many addresses still stops at
+    AGENTRY_LOGIN_RATE per account (the per-address limit does not see it)."""
+    for n in range(20):
+        answer = login(
+            api_client,
+            user,
+            "Wrong-password-1",
+            format="json",
+            REMOTE_ADDR=f"10.0.{n}.1",
+        )
+        assert answer.status_code == 401
+    fresh_address = login(api_client, user, format="json", REMOTE_ADDR="10.9.9.9")
+    error = assert_error(fresh_address, 429)
+    assert error["details"]["retry_after_seconds"] > 0
+    # Another account from those addresses is not affected.
+    other = UserFactory()
+    assert (
+        login(api_client, other, format="json", REMOTE_ADDR="10.0.0.1").status_code
+        == 200
+    )
+
+
+def test_login_account_names_share_one_limit_in_any_case(api_client, user):
+    for n in range(20):
+        name = user.username.upper() if n % 2 else f"  {user.username} "
+        api_client.post(
+            "/api/auth/login",
+            {"username": name, "password": "Wrong-password-1"},
+            format="json",
+            REMOTE_ADDR=f"10.1.{n}.1",
+        )
+    assert_error(login(api_client, user, format="json", REMOTE_ADDR="10.2.0.1"), 429)
+
+
 def test_login_malformed_json_is_400(api_client):
     response = api_client.post(
         "/api/auth/login", '{"username": ', content_type="application/json"
