@@ -17,6 +17,7 @@ spending its CPU on frames.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -40,6 +41,8 @@ from sessions_app import broadcast, services
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, partial_payload
 from sessions_app.models import AgentExecution, Event
+
+logger = logging.getLogger(__name__)
 
 Status = AgentExecution.Status
 
@@ -261,8 +264,11 @@ def classify_failure(exc: BaseException) -> tuple[str, str, str]:
         return Status.FAILED, "model_timeout", "The model did not answer in time."
     if isinstance(exc, httpx.TransportError | ConnectionError):
         return Status.FAILED, "model_error", f"The model could not be reached: {exc}"
+    # A bug, not an outcome: its text may name hosts, paths or credentials,
+    # so the client gets a generic message and the log keeps the traceback.
+    logger.error("turn failed with an unexpected error", exc_info=exc)
     return (
         Status.FAILED,
         "internal_error",
-        f"The turn failed: {type(exc).__name__}: {exc}",
+        "The turn failed because of an internal error; the server log has details.",
     )
