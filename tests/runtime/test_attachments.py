@@ -135,6 +135,23 @@ async def test_a_missing_file_is_named_not_a_failed_turn(
     await ws.close()
 
 
+async def test_an_image_a_tool_showed_the_model_is_not_kept_in_the_history(
+    fake_llm, user, make_agent, make_session, ws_connect
+):
+    agent = await sync_to_async(make_agent)(user, tools=[{"tool": "artifacts"}])
+    session = await sync_to_async(make_session)(user, agent=agent)
+    await sync_to_async(upload)(user, session, IMAGE, "photo.png", "image/png")
+    ws = await ws_connect(user, session)
+    frames = await ws.turn('[[call view_artifact {"name": "photo.png"}]] look at it')
+    assert frames[-1]["execution"]["status"] == "succeeded", frames[-1]
+    assert IMAGE_B64[:4000] in sent_to_model(fake_llm.requests[-1])
+    execution = await AgentExecution.objects.aget(pk=frames[-1]["execution"]["id"])
+    stored = json.dumps(execution.messages)
+    assert IMAGE_B64[:100] not in stored and len(stored) < 10_000
+    assert f"image/png content returned by the tool, {len(IMAGE)} bytes" in stored
+    await ws.close()
+
+
 def test_uploads_past_the_users_quota_are_refused(
     user, other_user, make_session, settings
 ):
