@@ -44,6 +44,7 @@ import base64
 import copy
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -56,6 +57,8 @@ from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.models import Secret
+
+logger = logging.getLogger(__name__)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 NAME_RULES = (
@@ -318,9 +321,16 @@ def _reveal(owner_id: Any, names: set[str]) -> dict[str, str]:
             )
         )
         if missing := sorted(names - set(found)):
+            # The call's error reaches whoever runs the agent, who may not be
+            # its owner: the name goes to the log only.
+            logger.warning(
+                "Secret %r of user %s is named in a tool's headers but does not exist.",
+                missing[0],
+                owner_id,
+            )
             raise SecretUnavailableError(
-                f"The secret {missing[0]!r} named in the tool's headers does not "
-                "exist (the agent's owner may have deleted it)."
+                "A secret named in the tool's headers does not exist (the agent's "
+                "owner may have deleted it)."
             )
         Secret.objects.filter(owner_id=owner_id, name__in=names).update(
             last_used_at=timezone.now()

@@ -22,7 +22,7 @@ from accounts.models import Secret
 from sessions_app.models import Event
 from tests.plugins.runtime import access_token
 from tests.tools.test_mcp import Script, demo_server, run_script, serve
-from tools.registry import ToolContext, toolset_for
+from tools.registry import ToolContext, ToolUnavailableError, toolset_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,7 +109,8 @@ async def test_a_reference_resolves_only_among_the_owners_secrets(
         endpoint, {"Authorization": {"secret": "weather-key"}}, user.pk
     )
     answer = script.returned[0].model_response_str()
-    assert "weather-key" in answer and API_KEY not in answer
+    assert "secret named in the tool's headers does not exist" in answer
+    assert API_KEY not in answer and "weather-key" not in answer
     assert RecordingHandler.received == []
 
 
@@ -156,9 +157,7 @@ async def test_an_mcp_server_whose_secret_is_missing_fails_the_run_clearly(
         ],
         ToolContext(repo_root=Path("."), owner_id=user.pk),
     )
-    from tools.registry import ToolUnavailableError
-
-    with pytest.raises(ToolUnavailableError, match="gone"):
+    with pytest.raises(ToolUnavailableError, match="secret named in the tool's"):
         await PydanticAgent("test", toolsets=[toolset]).run("go")
 
 
