@@ -120,6 +120,7 @@ class LiveServer:
     url: str
     log: Path
     repo: Path  # its REPO_ROOT, the sandbox of the file tools
+    workspaces: Path  # its AGENTRY_WORKSPACES, one private directory per user
 
     def tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
@@ -170,6 +171,7 @@ def daphne_server(
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "CSRF_TRUSTED_ORIGINS": url,
             "REPO_ROOT": str(workdir / "repo"),
+            "AGENTRY_WORKSPACES": str(workdir / "workspaces"),
             "MEDIA_ROOT": str(workdir / "media"),
             "STATIC_ROOT": str(workdir / "static"),
             "OPENAI_BASE_URL": fake_model.base_url,
@@ -199,7 +201,9 @@ def daphne_server(
 
         daphne = shutil.which("daphne", path=str(Path(python).parent)) or "daphne"
         log = workdir / "daphne.log"
-        server = LiveServer(url=url, log=log, repo=workdir / "repo")
+        server = LiveServer(
+            url=url, log=log, repo=workdir / "repo", workspaces=workdir / "workspaces"
+        )
         with log.open("w") as log_file:
             process = subprocess.Popen(
                 [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],

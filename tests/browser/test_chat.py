@@ -386,10 +386,19 @@ def test_a_tool_call_waits_for_approval_in_the_page(chat_page, daphne_server, ac
         json={
             "name": "Careful writer",
             "model": FAKE_MODEL,
-            "tools": [{"tool": "write_file", "config": {}, "requires_approval": True}],
+            # A plain user writes in their own workspace, not the shared repo.
+            "tools": [
+                {
+                    "tool": "write_file",
+                    "config": {"scope": "workspace"},
+                    "requires_approval": True,
+                }
+            ],
         },
     )
     assert writer.status_code == 201, writer.text
+    me = account.api.get("/api/auth/me").json()
+    written = daphne_server.workspaces / str(me["id"]) / "approved.txt"
     page = chat_page
     page.reload()
     page.get_by_role("button", name="New chat with Careful writer").click()
@@ -399,13 +408,13 @@ def test_a_tool_call_waits_for_approval_in_the_page(chat_page, daphne_server, ac
     card = page.get_by_role("region", name="Approval needed")
     expect(card).to_contain_text("write_file")
     expect(card).to_contain_text('"path": "approved.txt"')
-    assert not (daphne_server.repo / "approved.txt").exists()
+    assert not written.exists()
     card.get_by_role("button", name="Approve").click()
 
     expect(page.locator("details.tool")).to_have_attribute("data-state", "done")
     expect(answers(page).last).to_contain_text("The tool said")
     expect(page.locator(".turn-meta")).to_contain_text("succeeded")
-    assert (daphne_server.repo / "approved.txt").read_text() == "yes"
+    assert written.read_text() == "yes"
     expect(card).to_contain_text("Approved 1")
     expect(card.get_by_role("button", name="Approve")).to_be_hidden()
 
