@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv \
     PATH="/app/.venv/bin:$PATH" \
     MEDIA_ROOT=/data/uploads \
-    REPO_ROOT=/data/workspace
+    REPO_ROOT=/data/workspace \
+    AGENTRY_WORKSPACES=/data/workspaces
 
 COPY --from=ghcr.io/astral-sh/uv:latest /uv /usr/local/bin/uv
 
@@ -24,12 +25,12 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev \
     && python manage.py collectstatic --noinput \
-    && mkdir -p /data/uploads /data/workspace \
+    && mkdir -p /data/uploads /data/workspace /data/workspaces \
     && chown -R agentry:agentry /data
 
 USER agentry
 EXPOSE 8000
-VOLUME ["/data/uploads", "/data/workspace"]
+VOLUME ["/data/uploads", "/data/workspace", "/data/workspaces"]
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"
