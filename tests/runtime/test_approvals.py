@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
+from django.urls import reverse
 from django.utils import timezone
 
 from sessions_app import approvals, lifecycle, runner
@@ -469,3 +470,30 @@ async def test_calls_with_different_ttls_expire_together_at_the_earliest(
     kept = (await api_get(user, f"/api/executions/{execution_id}/approvals/")).json()
     assert sorted(k["decision"] for k in kept["results"]) == ["expired", "expired"]
     await ws.close()
+
+
+async def test_the_admin_shows_an_executions_decisions_read_only(
+    paused, admin_user, user
+):
+    ws, _session, frames = paused
+    request = stored(frames)[-1]["actions"]["approval_requests"][0]
+    execution_id = frames[-1]["execution"]["id"]
+    await ws.send(
+        {
+            "type": "approve",
+            "execution": execution_id,
+            "decisions": {request["tool_call_id"]: {"approved": False}},
+        }
+    )
+    await ws.until(is_terminal)
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(admin_user)
+    page = await client.get(
+        reverse("admin:sessions_app_agentexecution_change", args=[execution_id])
+    )
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Approval decisions" in html
+    assert request["tool_call_id"] in html
+    assert "Denied" in html and "Websocket" in html
+    assert 'name="approval_decisions-0-decision"' not in html, "read-only"
