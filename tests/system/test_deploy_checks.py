@@ -8,10 +8,13 @@ terminated by the proxy with secure cookies, HSTS and the HTTPS redirect.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +60,47 @@ def test_check_deploy_catches_an_insecure_setting():
     done = _check_deploy(SECURE_HSTS_SECONDS="0")
     assert done.returncode != 0
     assert "security.W004" in done.stdout + done.stderr
+
+
+def _compose_app_environment() -> dict[str, str]:
+    """The `app` service's environment as `docker compose up` gives it with
+    nothing set but SECRET_KEY (each `${VAR:-default}` at its default)."""
+    compose = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
+    given = {"SECRET_KEY": secrets.token_urlsafe(64)}
+
+    def substitute(value: str) -> str:
+        return re.sub(
+            r"\$\{(\w+)(?::?[-?]([^}]*))?\}",
+            lambda m: given.get(m.group(1), m.group(2) or ""),
+            value,
+        )
+
+    return {
+        key: substitute(str(value))
+        for key, value in compose["services"]["app"]["environment"].items()
+    }
+
+
+def test_check_deploy_with_composes_defaults_has_no_tls_warnings():
+    compose_env = _compose_app_environment()
+    assert compose_env["DEBUG"] == "0"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_", "SECURE_"))
+        and key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+        and key not in compose_env
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=PROJECT_ROOT,
+        env={**env, **compose_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    for warning in ("W004", "W008", "W012", "W016"):
+        assert f"security.{warning}" not in output, output
