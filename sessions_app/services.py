@@ -541,6 +541,7 @@ def executions_abandon_approvals(
                 "A new message was sent before the pending tool calls were approved."
             )
             execution.status = Status.CANCELLED
+            execution.approval_expires_at = None
             execution.error_code = "approval_abandoned"
             execution.error_message = message
             execution.finished_at = timezone.now()

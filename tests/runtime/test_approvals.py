@@ -145,6 +145,7 @@ async def test_a_new_message_abandons_the_pending_approval(paused):
     assert after[-1]["execution"]["status"] == "succeeded"
     abandoned = await AgentExecution.objects.aget(pk=frames[-1]["execution"]["id"])
     assert abandoned.error_code == "approval_abandoned"
+    assert abandoned.approval_expires_at is None, "nothing is left to expire"
 
 
 async def test_approving_over_rest_and_isolation(paused, user, other_user, settings):
