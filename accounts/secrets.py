@@ -17,7 +17,8 @@ Tool configs name a secret in a header value as `{"secret": "<name>"}`
 On save, plain values of headers whose names look like credentials
 (`is_credential_header`) become secrets of the owner and the config keeps the
 reference (`tool_headers_store`). Whoever else reads a config sees every
-header value as `MASK` (`tool_headers_mask`).
+header value as `MASK` (`agent_config_mask`), `model_settings.extra_headers`
+included.
 
 Public surface:
     NAME_PATTERN, NAME_RULES, MASK, MAX_VALUE_CHARS
@@ -34,7 +35,8 @@ Public surface:
     tool_headers_check(*, owner_id, tools)
     tool_headers_store(*, owner_id, tools, name_prefix, secret_model=Secret) -> list
     tool_headers_mask(tools) -> list
-    tool_headers_blank(tools) -> list
+    agent_config_mask(config) -> dict    what others see: every header value MASK
+    agent_config_blank(config) -> dict   every header value "" (an installed copy)
     resolve_headers(headers, owner_id) -> dict[str, str]   (async)
 """
 
@@ -304,9 +306,35 @@ def tool_headers_mask(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     return _with_headers(tools, lambda tool, headers: dict.fromkeys(headers, MASK))
 
 
-def tool_headers_blank(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """`tools` with every header value empty, for a new owner to fill in."""
-    return _with_headers(tools, lambda tool, headers: dict.fromkeys(headers, ""))
+def _every_header(config: Mapping[str, Any], replacement: str) -> dict[str, Any]:
+    config = dict(config)
+    if isinstance(config.get("tools"), list):
+        config["tools"] = _with_headers(
+            config["tools"], lambda tool, headers: dict.fromkeys(headers, replacement)
+        )
+    model_settings = config.get("model_settings")
+    if isinstance(model_settings, Mapping) and isinstance(
+        model_settings.get("extra_headers"), Mapping
+    ):
+        config["model_settings"] = {
+            **model_settings,
+            "extra_headers": dict.fromkeys(
+                model_settings["extra_headers"], replacement
+            ),
+        }
+    return config
+
+
+def agent_config_mask(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent's config (a snapshot, or an agent as the API answers it) as
+    others see it: every header value of its tools and of
+    `model_settings.extra_headers` is `MASK`."""
+    return _every_header(config, MASK)
+
+
+def agent_config_blank(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent's config with every header value empty, for a new owner to fill in."""
+    return _every_header(config, "")
 
 
 # ---- resolving at run time -----------------------------------------------------

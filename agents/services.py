@@ -12,8 +12,9 @@ Secrets (`accounts.secrets`): saving tools stores plain credential header
 values as secrets of the agent's owner and keeps `{"secret": name}` references,
 so neither the tools nor any version holds a value; a reference to a secret
 the owner does not have is an `AgentConfigError`. A listing keeps no header
-value at all (every one is masked), and an installed agent gets its header
-names with empty values for its new owner to fill in.
+value at all (every one is masked, `model_settings.extra_headers` too), and an
+installed agent gets its header names with empty values for its new owner to
+fill in.
 
 The version rule lives here: a change to anything an agent runs with (the
 config fields of `models.CONFIG_FIELDS` or its tools) bumps `Agent.version`
@@ -227,12 +228,10 @@ def listing_publish(
     The snapshot's header values are masked: a listing holds no secret, nor
     the name of one. Approved at once unless AGENTRY_MARKETPLACE_MODERATION is on.
     """
-    snapshot = agent.config_snapshot()
-    snapshot["tools"] = secrets.tool_headers_mask(snapshot["tools"])
     return Listing.objects.create(
         publisher=publisher,
         source_agent=agent,
-        config=snapshot,
+        config=secrets.agent_config_mask(agent.config_snapshot()),
         title=title,
         description=description,
         category=category,
@@ -249,7 +248,7 @@ def listing_install(*, listing: Listing, user: User) -> Agent:
     holds (a mask, or a value published before listings were masked) is not
     `user`'s to send.
     """
-    snapshot = listing.config
+    snapshot = secrets.agent_config_blank(listing.config)
     fields = {k: snapshot[k] for k in CONFIG_FIELDS if k in snapshot}
     fields["name"] = snapshot.get("name") or listing.title
     fields["description"] = snapshot.get("description", listing.description)
@@ -258,7 +257,7 @@ def listing_install(*, listing: Listing, user: User) -> Agent:
     agent = agent_create(
         owner=user,
         fields=fields,
-        tools=secrets.tool_headers_blank(snapshot.get("tools", [])),
+        tools=snapshot.get("tools", []),
         notes=f"Installed from marketplace listing {listing.pk}.",
     )
     Listing.objects.filter(pk=listing.pk).update(install_count=F("install_count") + 1)

@@ -6,13 +6,13 @@ value (a header named Authorization, Cookie, or containing key, token or
 secret) becomes a secret of the agent's owner, and the config keeps a
 `{"secret": name}` reference: in the agent's tools and in its versions, so
 restoring an old version still works. Listings keep no header value at all
-(every one masked); a value only they held becomes a secret of the publisher,
-so it is not lost. Going back leaves the references in place.
+(every one masked, `model_settings.extra_headers` too); a tool header value
+only they held becomes a secret of the publisher, so it is not lost. Going back leaves the references in place.
 """
 
 from django.db import migrations
 
-from accounts.secrets import tool_headers_mask, tool_headers_store
+from accounts.secrets import agent_config_mask, tool_headers_store
 
 
 def _store(Secret, owner_id, tools, prefix):
@@ -51,11 +51,9 @@ def move_header_credentials(apps, schema_editor):
             continue
         prefix = listing.source_agent.slug if listing.source_agent else "listing"
         _store(Secret, listing.publisher_id, config["tools"], prefix)
-        masked = tool_headers_mask(config["tools"])
-        if masked != config["tools"]:
-            Listing.objects.filter(pk=listing.pk).update(
-                config={**config, "tools": masked}
-            )
+        masked = agent_config_mask(config)
+        if masked != config:
+            Listing.objects.filter(pk=listing.pk).update(config=masked)
 
 
 class Migration(migrations.Migration):

@@ -1,9 +1,9 @@
 """Serializers of agents, their versions and tools, the tool registry and listings.
 
-Tool header values are secrets' business (`accounts.secrets`): an agent's
-owner reads its configs as stored (plain values and `{"secret": name}`
-references), anyone else reads every header value masked, and listings are
-always read masked.
+Header values are secrets' business (`accounts.secrets`): an agent's owner
+reads its config as stored (plain values and `{"secret": name}` references),
+anyone else reads every header value (tools' and `model_settings.extra_headers`)
+masked, and listings are always read masked.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ class AgentSerializer(StrictModelSerializer):
         data = super().to_representation(instance)
         request = self.context.get("request")
         viewer = getattr(request, "user", None)
-        if "tools" in data and getattr(viewer, "pk", None) != instance.owner_id:
-            data["tools"] = secrets.tool_headers_mask(data["tools"])
+        if getattr(viewer, "pk", None) != instance.owner_id:
+            data = secrets.agent_config_mask(data)
         return data
 
     def create(self, validated_data: dict[str, Any]) -> Agent:
@@ -230,12 +230,8 @@ class ListingSerializer(StrictModelSerializer):
     def to_representation(self, instance: Listing) -> dict[str, Any]:
         data = super().to_representation(instance)
         # Listings are stored masked; one published before that is masked here.
-        config = data.get("config")
-        if isinstance(config, dict) and isinstance(config.get("tools"), list):
-            data["config"] = {
-                **config,
-                "tools": secrets.tool_headers_mask(config["tools"]),
-            }
+        if isinstance(data.get("config"), dict):
+            data["config"] = secrets.agent_config_mask(data["config"])
         return data
 
     def create(self, validated_data: dict[str, Any]) -> Listing:

@@ -153,7 +153,11 @@ def test_the_migration_moves_header_credentials_into_secrets(migrator):
         publisher=owner,
         source_agent=agent,
         title="Weather",
-        config={"name": "W", "tools": [http_tool(headers)]},
+        config={
+            "name": "W",
+            "model_settings": {"extra_headers": {"X-Provider-Key": "sk-provider"}},
+            "tools": [http_tool(headers)],
+        },
     )
 
     apps = migrator(AFTER)
@@ -176,6 +180,7 @@ def test_the_migration_moves_header_credentials_into_secrets(migrator):
         "Authorization": "***",
         "X-Plan": "***",
     }
+    assert published["model_settings"] == {"extra_headers": {"X-Provider-Key": "***"}}
     everything = json.dumps(
         [current, [v.config for v in versions], published], default=str
     )

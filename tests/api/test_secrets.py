@@ -286,3 +286,19 @@ def test_a_listing_published_with_plain_values_before_is_masked_and_not_copied(
     assert AgentTool.objects.get(agent_id=installed["id"]).config["headers"] == {
         "X-Key": ""
     }
+
+
+def test_model_settings_extra_headers_are_masked_for_others_and_in_listings(
+    client, other_client
+):
+    extra = {"extra_headers": {"X-Provider-Key": API_KEY}, "temperature": 0.5}
+    agent = create_agent(client, visibility="public", model_settings=extra)
+    assert client.get(f"/api/agents/{agent['id']}/").json()["model_settings"] == extra
+    seen = other_client.get(f"/api/agents/{agent['id']}/").json()["model_settings"]
+    assert seen == {"extra_headers": {"X-Provider-Key": "***"}, "temperature": 0.5}
+    listing = client.post(
+        "/api/marketplace/", {"agent": agent["id"], "title": "W"}, format="json"
+    ).json()
+    assert API_KEY not in json.dumps(Listing.objects.get(pk=listing["id"]).config)
+    installed = other_client.post(f"/api/marketplace/{listing['id']}/install/")
+    assert installed.json()["model_settings"]["extra_headers"] == {"X-Provider-Key": ""}
