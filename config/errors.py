@@ -8,6 +8,17 @@ A lost database connection (a restarted or failed-over PostgreSQL, a killed
 backend) and an unreachable channel layer (Redis) are outages, not bugs: the
 request that meets one answers 503 (`database_unavailable` /
 `stream_unavailable`) with `Retry-After`, and the next request starts afresh.
+Any other database error (a query the database refused) is a bug of ours: it
+is logged with its traceback and answered 500 `server_error`, never a 503
+that blames the database.
+
+Public surface:
+    ApiError, PayloadTooLarge, ServiceUnavailable   exceptions views raise
+    outage(exc)                the 503 for an outage, else None
+    is_connection_failure(exc) whether a database error means "cannot reach it"
+    api_exception_handler      DRF's exception handler
+    error_body(code, message, details)   the JSON error body
+    bad_request, permission_denied, page_not_found, api_not_found, server_error
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from django.core.exceptions import (
 from django.core.exceptions import (
     ValidationError as DjangoValidationError,
 )
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -61,11 +72,14 @@ class ApiError(exceptions.APIException):
         message: str,
         status_code: int = status.HTTP_400_BAD_REQUEST,
         details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.error_code = code
         self.details = details or {}
+        # DRF's handler answers `wait` as the Retry-After header.
+        self.wait = retry_after
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -83,9 +97,51 @@ class ServiceUnavailable(exceptions.APIException):
 RETRY_AFTER_SECONDS = 1
 
 
+# SQLite's ways of saying the database file cannot be used right now (its
+# busy timeout ran out, the disk failed); any other SQLite error is a query bug.
+_SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "disk i/o")
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached (down,
+    restarting, our connection killed or out of connections), as opposed to a
+    query it refused (too complex, bad SQL, a constraint), which is our bug."""
+    if isinstance(exc, InterfaceError):
+        return True  # Django's "connection already closed"
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__ or exc
+    import sqlite3
+
+    if isinstance(cause, sqlite3.Error):
+        message = str(cause).lower()
+        return any(phrase in message for phrase in _SQLITE_UNAVAILABLE)
+    try:
+        import psycopg
+        from psycopg import errors as pg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    if isinstance(cause, psycopg.Error):
+        if cause.sqlstate is None:
+            # Raised by the client, not the server: the connection failed, was
+            # lost or closed, or the pool had none to give (PoolTimeout).
+            return True
+        return isinstance(
+            cause,
+            pg.ConnectionException  # class 08
+            | pg.AdminShutdown
+            | pg.CrashShutdown
+            | pg.CannotConnectNow
+            | pg.DatabaseDropped
+            | pg.IdleSessionTimeout
+            | pg.TooManyConnections,
+        )
+    return False
+
+
 def outage(exc: BaseException) -> ServiceUnavailable | None:
     """The 503 for an exception that means a backing service is down, else None."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    if is_connection_failure(exc):
         return ServiceUnavailable(
             "The database is unavailable; try again shortly.", "database_unavailable"
         )
@@ -136,6 +192,15 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     elif (unavailable := outage(exc)) is not None:
         logger.warning("request failed on an outage: %r", exc)
         exc = unavailable
+    elif isinstance(exc, DatabaseError):
+        # The database answered and refused the query: a bug to fix, not an
+        # outage. The log keeps the details; the client gets a plain 500.
+        logger.error("request failed on a database error", exc_info=exc)
+        exc = ApiError(
+            "server_error",
+            "Internal server error.",
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None

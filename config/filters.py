@@ -6,6 +6,10 @@ reads anything it does not know (`?is_active=yes`, even `?is_active=1`) as
 filter parameter that is present must hold a value of its documented type:
 `?agent=`, `?status=` or `?is_active=maybe` are a 400. Only text filters
 (`CharFilter`) take the empty string.
+
+Public surface:
+    StrictBooleanFilter, StrictFilterSet   the strict filters above
+    BoundedSearchFilter    `?search=` with a bound on its length and words
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import django_filters
 from django import forms
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import SearchFilter
 
 EMPTY_MESSAGE = "May not be empty; leave the parameter out instead."
 
@@ -62,3 +68,29 @@ class StrictFilterSet(django_filters.FilterSet):
             return cleaned
 
         return type(form_class.__name__, (form_class,), {"clean": clean})
+
+
+#: A search of more words is refused: each word adds a clause over every
+#: searched field, and SQLite refuses expressions nested past 1,000 levels.
+MAX_SEARCH_TERMS = 20
+#: Longer searches are refused: a LIKE pattern past SQLite's 50,000 bytes is
+#: an error, and no title or name is this long.
+MAX_SEARCH_CHARS = 500
+
+
+class BoundedSearchFilter(SearchFilter):
+    """DRF's `?search=`, refusing (400) a search too long or of too many words
+    to run as one query."""
+
+    def get_search_terms(self, request) -> list[str]:
+        raw = request.query_params.get(self.search_param, "")
+        if len(raw) > MAX_SEARCH_CHARS:
+            raise ValidationError(
+                {self.search_param: [f"At most {MAX_SEARCH_CHARS} characters."]}
+            )
+        terms = super().get_search_terms(request)
+        if len(terms) > MAX_SEARCH_TERMS:
+            raise ValidationError(
+                {self.search_param: [f"At most {MAX_SEARCH_TERMS} words."]}
+            )
+        return terms

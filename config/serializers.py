@@ -41,13 +41,23 @@ NOT_A_STRING_MESSAGE = "Not a valid string."
 
 
 class StringOnlyMixin:
-    """Refuses any input that is not a string before the field reads it."""
+    """Refuses any input that is not a string, or longer than the field's
+    `max_length`, before the field reads it.
+
+    DRF checks `max_length` with a validator that runs after the field's own
+    validators, so a uniqueness lookup (`UniqueValidator`) would send a
+    100,000-character value to the database first; here the size is checked
+    before any validator, and so before any query.
+    """
 
     default_error_messages = {"not_a_string": NOT_A_STRING_MESSAGE}
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, str):
             self.fail("not_a_string")
+        max_length = getattr(self, "max_length", None)
+        if max_length is not None and len(data) > max_length:
+            self.fail("max_length", max_length=max_length)
         return super().to_internal_value(data)
 
 

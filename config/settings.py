@@ -246,7 +246,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.SearchFilter",
+        "config.filters.BoundedSearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     # JSON bodies only: a form cannot carry the API's lists and objects (DRF

@@ -9,7 +9,8 @@ Public surface:
     invalid_text_path(value)   where in a JSON-like value the first bad string is
     is_too_deep(value)         whether it nests deeper than MAX_JSON_DEPTH
     StrictJSONParser, StrictFormParser, StrictMultiPartParser   DRF parsers that refuse it
-    RejectInvalidQueryMiddleware   the same check for query strings of API requests
+    RejectInvalidQueryMiddleware   the same check (and a length cap) for query
+                                   strings of API requests
 """
 
 from __future__ import annotations
@@ -138,22 +139,35 @@ class StrictMultiPartParser(MultiPartParser):
         return result
 
 
+#: Longest value of one query parameter of an API request: ids, cursors and
+#: searches are far shorter, and a filter's LIKE pattern past SQLite's 50,000
+#: bytes is a database error rather than an answer.
+MAX_QUERY_VALUE_CHARS = 2000
+
+
+def _query_problem(request: HttpRequest) -> str | None:
+    values = dict(request.GET.lists())
+    if invalid_text_path(values):
+        return f"Query string: {INVALID_TEXT_MESSAGE}"
+    for name, given in values.items():
+        if any(len(value) > MAX_QUERY_VALUE_CHARS for value in given):
+            return f"Query parameter {name!r} is longer than {MAX_QUERY_VALUE_CHARS} characters."
+    return None
+
+
 class RejectInvalidQueryMiddleware:
-    """Answers 400 for an API request whose query string decodes to NUL."""
+    """Answers 400 for an API request whose query string decodes to NUL or
+    holds a value longer than `MAX_QUERY_VALUE_CHARS`."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith("/api/") and invalid_text_path(
-            dict(request.GET.lists())
-        ):
+        problem = _query_problem(request) if request.path.startswith("/api/") else None
+        if problem:
             # Imported here: config.errors imports DRF's views, which read the
             # parser settings that name this module.
             from config.errors import error_body
 
-            return JsonResponse(
-                error_body("invalid_request", f"Query string: {INVALID_TEXT_MESSAGE}"),
-                status=400,
-            )
+            return JsonResponse(error_body("invalid_request", problem), status=400)
         return self.get_response(request)

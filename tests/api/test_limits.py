@@ -1,0 +1,113 @@
+"""Limits of section 9: sizes checked before any query, outages told apart
+from bugs, turn rates and caps, server maxima for usage and models."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+# ---- sizes before queries ----------------------------------------------------
+
+
+def test_register_with_a_huge_username_is_a_validation_error_not_an_outage(
+    api_client, user
+):
+    """The uniqueness lookup never runs on a value past the field's length
+    (SQLite refuses such a LIKE pattern once a row is compared with it, which
+    answered 503)."""
+    response = api_client.post(
+        "/api/auth/register",
+        {"username": "u" * 100_000, "email": "a@example.com", "password": "x" * 12},
+        format="json",
+    )
+    error = assert_error(response, 400, "validation_error")
+    assert "username" in error["details"]
+
+
+def test_register_with_a_huge_email_is_a_validation_error(api_client, user):
+    response = api_client.post(
+        "/api/auth/register",
+        {"username": "someone", "email": "a" * 100_000 + "@example.com"},
+        format="json",
+    )
+    assert_error(response, 400, "validation_error")
+
+
+def test_a_huge_search_term_is_answered_without_a_database_error(client, agent):
+    response = client.get("/api/agents/", {"search": "%_" * 40_000})
+    assert response.status_code in (200, 400), response.content[:300]
+
+
+def test_a_search_of_too_many_words_is_a_400_not_a_server_error(client, agent):
+    response = client.get("/api/agents/", {"search": " ".join(["a"] * 1000)})
+    assert_error(response, 400, "validation_error")
+
+
+def test_an_overlong_filter_value_is_a_400_before_any_query(client, user):
+    from tests.factories import ListingFactory
+
+    ListingFactory(publisher=user)
+    response = client.get("/api/marketplace/", {"category": "c" * 60_000})
+    assert_error(response, 400, "invalid_request")
+
+
+# ---- outages and bugs ----------------------------------------------------------
+
+
+def _refused_query_error():
+    """A real OperationalError of a query the database refuses (it is up)."""
+    from django.db import OperationalError, connection, transaction
+
+    with (
+        pytest.raises(OperationalError) as caught,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT 'x' LIKE %s", ["%" * 60_000])
+        else:
+            cursor.execute("SET LOCAL statement_timeout = 1")
+            cursor.execute("SELECT pg_sleep(1)")
+    return caught.value
+
+
+def _unreachable_database_error():
+    """A real OperationalError of a database that cannot be reached."""
+    from django.db import OperationalError, connection
+    from django.db.utils import load_backend
+
+    settings_dict = {**connection.settings_dict, "OPTIONS": {}}
+    if connection.vendor == "sqlite":
+        settings_dict["NAME"] = "/nonexistent-directory/agentry.sqlite3"
+    else:
+        settings_dict.update(HOST="127.0.0.1", PORT=1)
+    backend = load_backend(settings_dict["ENGINE"])
+    unreachable = backend.DatabaseWrapper(settings_dict, alias="unreachable")
+    with pytest.raises(OperationalError) as caught:
+        unreachable.ensure_connection()
+    return caught.value
+
+
+def test_a_query_the_database_refuses_is_a_logged_500_not_an_outage(caplog):
+    from config.errors import api_exception_handler, outage
+
+    error = _refused_query_error()
+    assert outage(error) is None
+    response = api_exception_handler(error, {})
+    assert response.status_code == 500
+    assert response.data["error"]["code"] == "server_error"
+    assert "Retry-After" not in response
+    assert "request failed on a database error" in caplog.text
+
+
+def test_a_database_that_cannot_be_reached_is_a_503_outage():
+    from config.errors import api_exception_handler
+
+    response = api_exception_handler(_unreachable_database_error(), {})
+    assert response.status_code == 503
+    assert response.data["error"]["code"] == "database_unavailable"
+    assert response["Retry-After"]
