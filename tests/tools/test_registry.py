@@ -155,9 +155,19 @@ def test_toolset_for_nothing_enabled_is_none():
     )
 
 
-def test_approval_wraps_the_toolset():
+def test_approval_wraps_the_toolset_with_the_entrys_ttl_and_edit_permission():
+    from tools.approval import ApprovalGate
+
     toolset = toolset_for(
-        [{"tool": "write_file", "requires_approval": True}],
+        [
+            {
+                "tool": "write_file",
+                "requires_approval": True,
+                "approval_ttl_seconds": 60,
+                "allow_edit": True,
+            }
+        ],
         ToolContext(repo_root=Path(".")),
     )
-    assert type(toolset).__name__ == "ApprovalRequiredToolset"
+    assert isinstance(toolset, ApprovalGate)
+    assert (toolset.ttl_seconds, toolset.allow_edit) == (60, True)
