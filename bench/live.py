@@ -187,8 +187,9 @@ def server_env(
 class LiveServer:
     """One daphne process serving `config.asgi:application` on 127.0.0.1.
 
-    `start()` migrates the database (first start only) and waits until
-    `GET /health` answers 200. `stop()` sends SIGTERM (daphne's graceful
+    `start()` migrates the database (first start only), collects static files
+    when STATIC_ROOT holds none (a DEBUG=0 server refuses to start without
+    them) and waits until `GET /health` answers 200. `stop()` sends SIGTERM (daphne's graceful
     shutdown), `kill()` SIGKILL; `restart()` starts again on the same port.
     """
 
@@ -246,12 +247,37 @@ class LiveServer:
                 f"migrate failed ({done.returncode}); {self.log_path}:\n{_tail(self.log_path)}"
             )
 
+    def collect_static(self) -> None:
+        """`collectstatic` once per STATIC_ROOT (the checkout's by default)."""
+        root = Path(self.env.get("STATIC_ROOT") or PROJECT_ROOT / "staticfiles")
+        if (root / "staticfiles.json").is_file():
+            return
+        with self.log_path.open("ab") as log:
+            log.write(b"$ manage.py collectstatic --noinput\n")
+            log.flush()
+            done = subprocess.run(
+                [PYTHON, "manage.py", "collectstatic", "--noinput"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode:
+            raise ProcessError(
+                f"collectstatic failed ({done.returncode}); {self.log_path}:\n{_tail(self.log_path)}"
+            )
+
     def start(self) -> LiveServer:
         if self.running():
             return self
         if self._migrate:
             self.migrate()
             self._migrate = False
+        if self.env.get("DEBUG") != "1":
+            self.collect_static()
         deadline = time.monotonic() + 15
         # A restart may find the port briefly held by the previous process.
         while _port_open(self.port) and time.monotonic() < deadline:
