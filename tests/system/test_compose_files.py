@@ -7,10 +7,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+
+from bench.live import LiveServer, free_port, server_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"
@@ -92,3 +96,92 @@ def test_health_is_not_redirected_to_https(settings, client):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/health").status_code == 200
     assert client.get("/api/auth/me").status_code == 301
+
+
+def _nginx_for_test(tmp_path: Path, upstream_port: int) -> tuple[Path, int, int]:
+    """deploy/nginx.conf pointed at one local daphne, its files under tmp_path.
+
+    Only what Docker provides changes: the upstream address, the resolver, the
+    ports, and the paths of the certificate and logs.
+    """
+    http_port, https_port = free_port(), free_port()
+    tls = tmp_path / "tls"
+    subprocess.run(
+        ["sh", str(PROJECT_ROOT / "deploy" / "tls-selfsigned.sh")],
+        env={"PATH": "/usr/bin:/bin", "TLS_DIR": str(tls)},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    conf = NGINX_CONF.read_text()
+    conf = conf.replace("resolver 127.0.0.11 valid=10s ipv6=off;", "")
+    conf = conf.replace(
+        "server app:8000 resolve;", f"server 127.0.0.1:{upstream_port};"
+    )
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{http_port};")
+    conf = conf.replace("listen 8443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
+    conf = conf.replace(":8443$request_uri", f":{https_port}$request_uri")
+    conf = conf.replace("/etc/nginx/tls/", f"{tls}/")
+    conf = conf.replace("/var/log/nginx/access.log", str(tmp_path / "access.log"))
+    conf = conf.replace(
+        "worker_processes auto;",
+        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;",
+    )
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        conf = conf.replace(
+            "http {", f"http {{\n  {temp}_temp_path {tmp_path}/{temp};", 1
+        )
+    path = tmp_path / "nginx.conf"
+    path.write_text(conf)
+    return path, http_port, https_port
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_through_the_proxy_credentials_in_query_strings_stay_out_of_its_log(tmp_path):
+    env = server_env(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        redis_url=None,
+        model_url=None,
+        repo_root=tmp_path / "workspace",
+        BEHIND_TLS_PROXY="1",
+        SECURE_SSL_REDIRECT="1",
+        SECURE_COOKIES="1",
+        NUM_PROXIES="1",
+    )
+    server = LiveServer(env, tmp_path / "logs").start()
+    conf, http_port, https_port = _nginx_for_test(tmp_path, server.port)
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        base = f"https://127.0.0.1:{https_port}"
+        with httpx.Client(verify=False, timeout=10) as client:
+            for _ in range(100):
+                try:
+                    health = client.get(f"{base}/health")
+                    break
+                except httpx.TransportError:
+                    if nginx.poll() is not None:
+                        pytest.fail(nginx.stderr.read().decode())
+                    time.sleep(0.1)
+            assert health.status_code == 200
+            plain = client.get(f"http://127.0.0.1:{http_port}/api/auth/me")
+            assert plain.status_code == 301
+            assert plain.headers["location"] == f"{base}/api/auth/me"
+            # Through TLS the app sees https: no redirect loop, a JSON 401.
+            assert client.get(f"{base}/api/auth/me?token=SECRET-1").status_code == 401
+            ws = client.get(
+                f"{base}/ws/sessions/x/?ticket=SECRET-2",
+                headers={"Connection": "Upgrade", "Upgrade": "websocket"},
+            )
+            assert ws.status_code in (400, 403, 404, 426, 101)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        server.stop()
+    log = (tmp_path / "access.log").read_text()
+    assert "/api/auth/me" in log and "/ws/sessions/x/" in log
+    assert "SECRET" not in log and "?" not in log, log
