@@ -5,6 +5,8 @@ Public surface:
                                                 the files were attached to
     messages_for_storage(messages)              a run's messages as stored JSON,
                                                 attachments kept as references
+    with_attachment_content(messages)           a paused turn's own messages with
+                                                its attachments read again (resume)
     reference_line(attachment)                  "[attachment NAME (version V), TYPE, N bytes]"
 
 Only the turn a file is attached to reads it: text files go to the model
@@ -12,7 +14,8 @@ inline (their first `MAX_ATTACHMENT_TEXT` bytes), media as `BinaryContent`,
 each after the file's reference line. The stored history keeps the reference
 line alone (a `TextContent` whose metadata names the artifact), so a row stays
 small and later turns load and send no file: they see the line, and an agent
-with the `artifacts` tool can look at the file again. Sizes are checked from
+with the `artifacts` tool can look at the file again. A turn paused for
+approval is resumed with its own attachments read again. Sizes are checked from
 the artifact row before a file is opened: a file over `MAX_UPLOAD_BYTES`, or
 past that total for one message, is named but not read.
 
@@ -28,7 +31,12 @@ from typing import Any
 
 from django.conf import settings
 from pydantic_ai import BinaryContent, ModelMessagesTypeAdapter
-from pydantic_ai.messages import ModelMessage, TextContent
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    TextContent,
+    UserPromptPart,
+)
 
 from sessions_app.models import Artifact
 
@@ -58,11 +66,41 @@ def prompt_with_attachments(
     them: id, name, version, content_type, size), in the order given."""
     if not attachments:
         return text
+    return [text, *_attachment_parts(attachments)]
+
+
+def with_attachment_content(messages: list[ModelMessage]) -> list[ModelMessage]:
+    """A paused turn's own messages, as loaded from storage, with its
+    attachments' content put back: the resumed run is the same turn, so its
+    model sees the files again. Changes `messages` in place and returns them."""
+    for message in messages:
+        if not isinstance(message, ModelRequest):
+            continue
+        for part in message.parts:
+            if not isinstance(part, UserPromptPart) or isinstance(part.content, str):
+                continue
+            kept, attachments = [], []
+            for item in part.content:
+                artifact = (
+                    (item.metadata or {}).get("artifact")
+                    if isinstance(item, TextContent)
+                    else None
+                )
+                if isinstance(artifact, dict):
+                    attachments.append(artifact)
+                else:
+                    kept.append(item)
+            if attachments:
+                part.content = [*kept, *_attachment_parts(attachments)]
+    return messages
+
+
+def _attachment_parts(attachments: Sequence[dict[str, Any]]) -> list[Any]:
     rows = {
         str(a.pk): a
         for a in Artifact.objects.filter(pk__in=[a["id"] for a in attachments])
     }
-    parts: list[Any] = [text]
+    parts: list[Any] = []
     budget = settings.MAX_UPLOAD_BYTES
     for attachment in attachments:
         artifact = rows.get(str(attachment["id"]))

@@ -60,7 +60,11 @@ from agents.models import Agent, AgentVersion
 from agents.selectors import agent_answers, agent_config_at
 from config.validation import is_invalid_text, is_uuid
 from sessions_app import approvals, broadcast, selectors, services
-from sessions_app.attachments import messages_for_storage, prompt_with_attachments
+from sessions_app.attachments import (
+    messages_for_storage,
+    prompt_with_attachments,
+    with_attachment_content,
+)
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import (
@@ -595,7 +599,8 @@ def _context_of(
             agent_id=agent.pk,
             owner_id=agent.owner_id,
             user_role=execution.user.tool_role,
-            history=history + ModelMessagesTypeAdapter.validate_python(own),
+            history=history
+            + with_attachment_content(ModelMessagesTypeAdapter.validate_python(own)),
             prompt=None,
             own_messages=own,
             own_usage=dict(execution.usage or {}),

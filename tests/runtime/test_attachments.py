@@ -152,6 +152,62 @@ async def test_an_image_a_tool_showed_the_model_is_not_kept_in_the_history(
     await ws.close()
 
 
+async def test_a_turn_resumed_after_approval_still_shows_its_own_attachment(
+    fake_llm, user, make_agent, make_session, ws_connect
+):
+    agent = await sync_to_async(make_agent)(
+        user,
+        tools=[{"tool": "list_directory", "config": {}, "requires_approval": True}],
+    )
+    session = await sync_to_async(make_session)(user, agent=agent)
+    response = await sync_to_async(upload)(
+        user, session, IMAGE, "photo.png", "image/png"
+    )
+    ws = await ws_connect(user, session)
+    await ws.send(
+        {
+            "type": "message",
+            "content": '[[call list_directory {"path": "."}]] compare',
+            "attachments": [response.json()["id"]],
+        }
+    )
+    frames = await ws.until(
+        lambda f: (
+            f.get("type") == "execution"
+            and f["execution"]["status"] == "awaiting_approval"
+        )
+    )
+    execution_id = frames[-1]["execution"]["id"]
+    paused = await AgentExecution.objects.aget(pk=execution_id)
+    assert IMAGE_B64[:100] not in json.dumps(paused.messages)
+    request = next(
+        f["event"]
+        for f in frames
+        if f["type"] == "event" and f["event"]["actions"].get("approval_requests")
+    )["actions"]["approval_requests"][0]
+    await ws.send(
+        {
+            "type": "approve",
+            "execution": execution_id,
+            "decisions": {request["tool_call_id"]: True},
+        }
+    )
+    done = await ws.until(
+        lambda f: (
+            f.get("type") == "execution"
+            and f["execution"]["status"] in ("succeeded", "failed")
+        )
+    )
+    assert done[-1]["execution"]["status"] == "succeeded", done[-1]
+    assert IMAGE_B64[:4000] in sent_to_model(fake_llm.requests[-1]), (
+        "the resumed run is the same turn: its model request shows the image"
+    )
+    finished = await AgentExecution.objects.aget(pk=execution_id)
+    stored = json.dumps(finished.messages)
+    assert IMAGE_B64[:100] not in stored and len(stored) < 10_000
+    await ws.close()
+
+
 def test_uploads_past_the_users_quota_are_refused(
     user, other_user, make_session, settings
 ):
