@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 
 OFFLINE_MODEL = "offline"
 TEST_MODEL = "test"
+#: An agent's instructions are sent with every request and copied into every
+#: version; past this they are refused when saved.
+MAX_INSTRUCTIONS_CHARS = 100_000
 
 #: Applied when a config leaves a limit unset; a config may raise or lower them.
 #: No token limit by default: with one set, pydantic-ai re-counts the whole
@@ -163,8 +166,13 @@ def validate_agent_config(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(model, str):
         raise AgentConfigError("model must be a string.")
     validate_model_name(model)
-    if not isinstance(config.get("instructions") or "", str):
+    instructions = config.get("instructions") or ""
+    if not isinstance(instructions, str):
         raise AgentConfigError("instructions must be a string.")
+    if len(instructions) > MAX_INSTRUCTIONS_CHARS:
+        raise AgentConfigError(
+            f"instructions are longer than {MAX_INSTRUCTIONS_CHARS} characters."
+        )
     validate_model_settings(config.get("model_settings") or {})
     validate_output_schema(config.get("output_schema"))
     validate_usage_limits(config.get("usage_limits") or {})

@@ -18,6 +18,7 @@ Public surface:
     StrictBooleanField      JSON's true or false only
     JSONObjectField         a JSON object, documented as one
     StrictModelSerializer   a ModelSerializer whose generated fields are strict
+                            (text ones at most DEFAULT_TEXT_MAX_CHARS long)
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ class JSONObjectField(serializers.JSONField):
         return value
 
 
+#: The longest text a generated field takes when its model field sets no
+#: length (a `TextField`); a serializer raises it for a field that needs more
+#: (an agent's instructions) with `extra_kwargs`.
+DEFAULT_TEXT_MAX_CHARS = 10_000
+
+
 # No docstring: drf-spectacular would document it as every subclass's description.
 class StrictModelSerializer(serializers.ModelSerializer):
     # The fields a ModelSerializer generates for text, choices and booleans.
@@ -153,3 +160,15 @@ class StrictModelSerializer(serializers.ModelSerializer):
         models.GenericIPAddressField: StrictIPAddressField,
     }
     serializer_choice_field = StrictChoiceField
+
+    def build_standard_field(self, field_name, model_field):
+        field_class, field_kwargs = super().build_standard_field(
+            field_name, model_field
+        )
+        # Every writable text field has a maximum length, checked before any
+        # query (`StringOnlyMixin`); read-only fields drop it again.
+        if isinstance(model_field, models.TextField) and "max_length" not in (
+            field_kwargs
+        ):
+            field_kwargs["max_length"] = DEFAULT_TEXT_MAX_CHARS
+        return field_class, field_kwargs

@@ -318,6 +318,9 @@ AGENTRY_UPLOAD_QUOTA_MB = env.float("AGENTRY_UPLOAD_QUOTA_MB", default=1024)
 # Uploads stream to a temporary file past this size instead of sitting in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
+# Every request body but an upload (JSON, forms) is refused past this (413), so
+# no agent, session or listing carries megabytes into every version and page.
+AGENTRY_MAX_BODY_BYTES = env.int("AGENTRY_MAX_BODY_BYTES", default=1024 * 1024)
 
 # --- agent runtime ------------------------------------------------------------
 

@@ -9,12 +9,14 @@ Public surface:
     invalid_text_path(value)   where in a JSON-like value the first bad string is
     is_too_deep(value)         whether it nests deeper than MAX_JSON_DEPTH
     StrictJSONParser, StrictFormParser, StrictMultiPartParser   DRF parsers that refuse it
+                               (JSON and form bodies past AGENTRY_MAX_BODY_BYTES too)
     RejectInvalidQueryMiddleware   the same check (and a length cap) for query
                                    strings of API requests
 """
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import Mapping
@@ -97,26 +99,44 @@ def _check(data: Any) -> Any:
     return data
 
 
-def _refuse_oversized(parser_context: dict | None) -> None:
-    """JSON bodies are read whole into memory: past Django's own cap, refuse."""
+def _too_large() -> Exception:
     from django.conf import settings
-    from django.core.exceptions import RequestDataTooBig
 
+    # Imported here: config.errors imports DRF's views, which read the parser
+    # settings that name this module.
+    from config.errors import PayloadTooLarge
+
+    return PayloadTooLarge(
+        f"Request bodies other than uploads are limited to "
+        f"{settings.AGENTRY_MAX_BODY_BYTES} bytes."
+    )
+
+
+def _bounded_body(stream: Any, parser_context: dict | None) -> io.BytesIO:
+    """The body, read whole (JSON and forms are), refused past
+    `AGENTRY_MAX_BODY_BYTES`: by its declared length before reading, and by
+    what arrives for a body sent without one (chunked)."""
+    from django.conf import settings
+
+    limit = settings.AGENTRY_MAX_BODY_BYTES
     request = (parser_context or {}).get("request")
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0) if request else 0
     except ValueError:
         length = 0
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is not None and length > limit:
-        raise RequestDataTooBig("Request body exceeded the size limit.")
+    if length > limit:
+        raise _too_large()
+    body = stream.read(limit + 1) if stream is not None else b""
+    if len(body) > limit:
+        raise _too_large()
+    return io.BytesIO(body)
 
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        _refuse_oversized(parser_context)
+        body = _bounded_body(stream, parser_context)
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(body, media_type, parser_context)
             _check(data)
         except RecursionError:
             raise ParseError(TOO_DEEP_MESSAGE) from None
@@ -125,15 +145,21 @@ class StrictJSONParser(JSONParser):
 
 class StrictFormParser(FormParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
+        body = _bounded_body(stream, parser_context)
+        data = super().parse(body, media_type, parser_context)
         _check(data)
         return data
 
 
 class StrictMultiPartParser(MultiPartParser):
-    """Checks the form fields; uploaded file names are sanitised by their consumer."""
+    """Multipart forms of endpoints that take no upload (sign-in and the like):
+    capped like any other body and their fields checked. Upload endpoints use
+    their own parser, bounded by the upload size."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        # Django's multipart parsing needs the declared length (a body without
+        # one parses as empty), so the declared length is the whole check.
+        _bounded_body(None, parser_context)
         result = super().parse(stream, media_type, parser_context)
         _check(result.data)
         return result

@@ -14,7 +14,12 @@ from rest_framework import serializers
 
 from accounts import secrets
 from agents import selectors, services
-from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
+from agents.factory import (
+    MAX_INSTRUCTIONS_CHARS,
+    AgentConfigError,
+    validate_model_name,
+    validate_output_schema,
+)
 from agents.models import Agent, AgentTool, AgentVersion, Listing
 from agents.validation import (
     validate_model_settings,
@@ -102,6 +107,7 @@ class AgentSerializer(StrictModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {"instructions": {"max_length": MAX_INSTRUCTIONS_CHARS}}
 
     def validate_model(self, value: str) -> str:
         return _config_check(validate_model_name, value)

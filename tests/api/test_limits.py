@@ -111,3 +111,63 @@ def test_a_database_that_cannot_be_reached_is_a_503_outage():
     assert response.status_code == 503
     assert response.data["error"]["code"] == "database_unavailable"
     assert response["Retry-After"]
+
+
+# ---- body sizes and text lengths -------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def test_a_resource_body_over_1_mib_is_a_413_json_error(client, agent):
+    body = {"name": "Big", "model": "test", "instructions": "x" * (2 * MIB)}
+    response = client.post("/api/agents/", body, format="json")
+    assert_error(response, 413, "payload_too_large")
+    response = client.patch(f"/api/agents/{agent.pk}/", body, format="json")
+    assert_error(response, 413, "payload_too_large")
+    agent.refresh_from_db()
+    assert agent.version == 1
+
+
+def test_a_form_body_over_1_mib_is_a_413_json_error(api_client):
+    response = api_client.post(
+        "/api/auth/login", {"username": "someone", "password": "x" * (2 * MIB)}
+    )
+    assert_error(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "limit"),
+    [
+        ("/api/agents/", "name", 200),
+        ("/api/agents/", "description", 10_000),
+        ("/api/agents/", "instructions", 100_000),
+        ("/api/agents/", "model", 200),
+        ("/api/sessions/", "title", 200),
+        ("/api/sessions/", "external_session_id", 200),
+        ("/api/marketplace/", "title", 200),
+        ("/api/marketplace/", "description", 10_000),
+        ("/api/marketplace/", "category", 100),
+    ],
+)
+def test_every_text_field_has_a_maximum_length(client, agent, path, field, limit):
+    base = {
+        "/api/agents/": {"name": "Helper", "model": "test"},
+        "/api/sessions/": {"agent": str(agent.pk)},
+        "/api/marketplace/": {"agent": str(agent.pk), "title": "Listing"},
+    }[path]
+    response = client.post(path, {**base, field: "y" * (limit + 1)}, format="json")
+    error = assert_error(response, 400, "validation_error")
+    assert field in error["details"]
+    if field != "model":  # a model name must also name a provider
+        response = client.post(path, {**base, field: "y" * limit}, format="json")
+        assert response.status_code == 201, response.content[:300]
+
+
+def test_listing_tags_are_bounded_in_number_and_length(client, agent):
+    base = {"agent": str(agent.pk), "title": "Listing"}
+    for tags in (["t"] * 21, ["t" * 51]):
+        response = client.post(
+            "/api/marketplace/", {**base, "tags": tags}, format="json"
+        )
+        assert_error(response, 400, "validation_error")
+
