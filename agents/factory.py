@@ -194,9 +194,24 @@ def validate_agent_config(config: dict[str, Any]) -> dict[str, Any]:
                 "config": validate_tool_entry(entry["tool"], entry.get("config")),
                 "enabled": bool(entry.get("enabled", True)),
                 "requires_approval": bool(entry.get("requires_approval", False)),
+                "approval_ttl_seconds": _approval_ttl(entry),
+                "allow_edit": bool(entry.get("allow_edit", False)),
             }
         )
     return {**config, "tools": normalised}
+
+
+def _approval_ttl(entry: dict[str, Any]) -> int:
+    from agents.models import DEFAULT_APPROVAL_TTL_SECONDS, MAX_APPROVAL_TTL_SECONDS
+
+    ttl = entry.get("approval_ttl_seconds", DEFAULT_APPROVAL_TTL_SECONDS)
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise AgentConfigError("approval_ttl_seconds must be a whole number.")
+    if not 1 <= ttl <= MAX_APPROVAL_TTL_SECONDS:
+        raise AgentConfigError(
+            f"approval_ttl_seconds must be between 1 and {MAX_APPROVAL_TTL_SECONDS}."
+        )
+    return ttl
 
 
 # ---- building ------------------------------------------------------------------

@@ -273,6 +273,8 @@ def test_a_good_config_validates_and_tool_configs_are_normalised(echo_tool):
             "config": {"prefix": "x"},
             "enabled": True,
             "requires_approval": False,
+            "approval_ttl_seconds": 1800,
+            "allow_edit": False,
         }
     ]
 
