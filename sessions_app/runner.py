@@ -381,6 +381,7 @@ async def submit_approval(
             decided_by=user_id,
             decisions=decided,
             via=via,
+            paused_until=execution.approval_expires_at,
         )
     except services.NotAwaitingApproval:
         raise TurnRejected(

@@ -45,11 +45,23 @@ class SessionBusy(Exception):
 
 
 class TurnRejected(Exception):
-    """A turn (or a decision on one) was refused before anything was stored."""
+    """A turn (or a decision on one) was refused before anything was stored.
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    `retry_after` is the seconds after which the same request may succeed
+    (a rate limit); REST answers it as `Retry-After`.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
+        self.retry_after = retry_after
 
 
 class AgentUnavailable(TurnRejected):
@@ -447,13 +459,16 @@ def execution_resume(
     decisions: Sequence[Decision],
     via: str,
     now: dt.datetime | None = None,
+    paused_until: dt.datetime | None = None,
 ) -> tuple[AgentExecution, Event]:
     """Keeps the decisions on a paused turn's calls and sets it running again.
 
     One conditional UPDATE claims the turn, so of two deciders (a person and
     the expiry sweep, or two processes' sweeps) exactly one resumes it. A
     person (`decided_by`, the session's user) decides only before the
-    deadline; the sweep (`decided_by=None`) only after it.
+    deadline; the sweep (`decided_by=None`) only after it. `paused_until` is
+    the deadline read with the pending calls the decisions answer: a later
+    pause of the same turn (other calls) is not claimed by them.
 
     Raises NotAwaitingApproval, ApprovalExpired, or SessionBusy when another
     turn of the session runs meanwhile.
@@ -468,16 +483,22 @@ def execution_resume(
         claimable = paused.filter(user_id=decided_by).filter(
             Q(approval_expires_at__isnull=True) | Q(approval_expires_at__gt=now)
         )
+    if paused_until is not None:
+        claimable = claimable.filter(approval_expires_at=paused_until)
     try:
         with transaction.atomic():
             claimed = claimable.update(
                 status=Status.RUNNING, heartbeat_at=now, approval_expires_at=None
             )
             if not claimed:
-                if (
-                    decided_by is not None
-                    and paused.filter(user_id=decided_by).exists()
-                ):
+                deadline = (
+                    paused.filter(user_id=decided_by)
+                    .values_list("approval_expires_at", flat=True)
+                    .first()
+                    if decided_by is not None
+                    else None
+                )
+                if deadline is not None and deadline <= now:
                     raise ApprovalExpired
                 raise NotAwaitingApproval
             execution = AgentExecution.objects.get(pk=execution_id)

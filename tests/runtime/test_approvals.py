@@ -11,7 +11,7 @@ from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions_app import approvals, lifecycle, runner
+from sessions_app import approvals, lifecycle, runner, services
 from sessions_app.models import AgentExecution, ApprovalDecision
 from tests.plugins.runtime import access_token, is_terminal
 
@@ -498,3 +498,24 @@ async def test_the_admin_shows_an_executions_decisions_read_only(
     assert request["tool_call_id"] in html
     assert "Denied" in html and "Websocket" in html
     assert 'name="approval_decisions-0-decision"' not in html, "read-only"
+
+
+async def test_decisions_read_for_one_pause_do_not_claim_a_later_pause(paused, user):
+    _ws, _session, frames = paused
+    execution_id = frames[-1]["execution"]["id"]
+    first = (await AgentExecution.objects.aget(pk=execution_id)).approval_expires_at
+    # Meanwhile the turn resumed and paused again on other calls.
+    await AgentExecution.objects.filter(pk=execution_id).aupdate(
+        approval_expires_at=first + dt.timedelta(seconds=30)
+    )
+    with pytest.raises(services.NotAwaitingApproval):
+        await sync_to_async(services.execution_resume)(
+            execution_id,
+            decided_by=user.pk,
+            decisions=[],
+            via="rest",
+            paused_until=first,
+        )
+    execution = await AgentExecution.objects.aget(pk=execution_id)
+    assert execution.status == "awaiting_approval"
+    assert not await ApprovalDecision.objects.filter(execution=execution).aexists()
