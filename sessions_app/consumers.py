@@ -109,6 +109,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.stream_unavailable()
             return
         stream_health.watch(self.stream_unavailable)
+        # Revocations from now on reach the user's group; one that happened
+        # since the credentials were checked above is caught here.
+        if not await self.still_authorised():
+            return
         if self.socket_auth is not None and self.socket_auth.expires_at is not None:
             self.expiry_task = asyncio.create_task(
                 self.close_at(self.socket_auth.expires_at)
