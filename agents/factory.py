@@ -5,8 +5,12 @@ Public surface:
     ModelUnavailableError         a valid model this server cannot reach now (no key)
     TurnDeps                      the deps of one turn (who, which agent/session, state)
     build_agent(config, ...)      the `pydantic_ai.Agent` for a config, tools included
-    usage_limits_for(config)      the run's `UsageLimits` (defaults filled in)
+    usage_limits_for(config)      the run's `UsageLimits` (defaults filled in,
+                                  clamped to the server's maxima)
+    usage_limit_maxima()          those maxima (AGENTRY_MAX_*)
     model_settings_for(config)    the `ModelSettings` the agent runs with
+                                  (timeout at most AGENTRY_MAX_MODEL_TIMEOUT)
+    test_model_allowed()          whether pydantic-ai's `test` model may run
     resolve_model(name)           a model string -> a pydantic-ai `Model` (cached)
     clear_model_cache()           forget the cached `Model` objects
     fill_placeholders(text, state) `{key}` -> state[key]; anything else left as written
@@ -44,6 +48,7 @@ hidden retries (two, with backoff, each re-arming the timeout).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import threading
@@ -62,7 +67,8 @@ TEST_MODEL = "test"
 #: version; past this they are refused when saved.
 MAX_INSTRUCTIONS_CHARS = 100_000
 
-#: Applied when a config leaves a limit unset; a config may raise or lower them.
+#: Applied when a config leaves a limit unset; a config may raise or lower them
+#: up to the server's maxima (`usage_limit_maxima`).
 #: No token limit by default: with one set, pydantic-ai re-counts the whole
 #: response after every streamed chunk, which doubled the CPU of a 2,000-token
 #: answer (docs/performance.md). Requests and tool calls bound a runaway turn.
@@ -98,13 +104,36 @@ class TurnDeps:
 # ---- validation ----------------------------------------------------------------
 
 
+def test_model_allowed() -> bool:
+    """Whether pydantic-ai's `test` model may run here: `AGENTRY_ALLOW_TEST_MODEL`,
+    or with it unset, `DEBUG` (it answers canned text, so never in production)."""
+    from django.conf import settings
+
+    allowed = getattr(settings, "AGENTRY_ALLOW_TEST_MODEL", None)
+    return bool(settings.DEBUG if allowed is None else allowed)
+
+
 def validate_model_name(name: str) -> None:
-    """Accepts "" (the default model), the offline model and `provider:model` strings
-    whose provider pydantic-ai knows and whose SDK is installed."""
+    """Accepts "" (the default model), the offline model, the `test` model where
+    `test_model_allowed()`, and `provider:model` strings that
+    `AGENTRY_ALLOWED_MODELS` allows (every one when it is empty) whose provider
+    pydantic-ai knows and whose SDK is installed.
+
+    Checked when an agent is saved and again when a turn resolves its model,
+    so narrowing the settings stops agents saved before.
+    """
+    from django.conf import settings
     from pydantic_ai.models import parse_model_id
     from pydantic_ai.providers import infer_provider_class
 
-    if name in ("", OFFLINE_MODEL, TEST_MODEL):
+    if name in ("", OFFLINE_MODEL):
+        return
+    if name == TEST_MODEL:
+        if not test_model_allowed():
+            raise AgentConfigError(
+                "The `test` model is for development only (DEBUG=1 or "
+                "AGENTRY_ALLOW_TEST_MODEL=1); use a provider's model or `offline`."
+            )
         return
     if not isinstance(name, str) or any(c.isspace() for c in name):
         raise AgentConfigError(
@@ -115,6 +144,16 @@ def validate_model_name(name: str) -> None:
         raise AgentConfigError(
             f"Model {name!r} names no provider; use `provider:model`, "
             "e.g. `openai-chat:gpt-4o-mini` or `anthropic:claude-sonnet-4-5`."
+        )
+    patterns = [p.strip() for p in settings.AGENTRY_ALLOWED_MODELS if p.strip()]
+    if (
+        patterns
+        and name != settings.AGENTRY_DEFAULT_MODEL
+        and not any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    ):
+        raise AgentConfigError(
+            f"Model {name!r} is not allowed on this server; allowed: "
+            f"{', '.join(patterns)} (and `{OFFLINE_MODEL}`)."
         )
     try:
         infer_provider_class(provider)
@@ -270,26 +309,63 @@ def build_agent(
     )
 
 
+def usage_limit_maxima() -> dict[str, int | None]:
+    """The server's maximum of each usage limit (None: no maximum).
+
+    `AGENTRY_MAX_REQUESTS` and `AGENTRY_MAX_TOOL_CALLS` always bound a turn;
+    the token limits are bounded by `AGENTRY_MAX_TOTAL_TOKENS` when it is set
+    (0 sets none: a token limit makes every streamed chunk re-check usage).
+    """
+    from django.conf import settings
+
+    tokens = settings.AGENTRY_MAX_TOTAL_TOKENS or None
+    return {
+        "request_limit": settings.AGENTRY_MAX_REQUESTS,
+        "tool_calls_limit": settings.AGENTRY_MAX_TOOL_CALLS,
+        "total_tokens_limit": tokens,
+        "input_tokens_limit": tokens,
+        "output_tokens_limit": tokens,
+    }
+
+
 def usage_limits_for(config: dict[str, Any]) -> UsageLimits:
-    """The config's limits over `DEFAULT_USAGE_LIMITS` (null lifts a default)."""
+    """The config's limits over `DEFAULT_USAGE_LIMITS`, each clamped to the
+    server's maximum (`usage_limit_maxima`): a null limit means the maximum,
+    never unlimited."""
     from pydantic_ai.usage import UsageLimits
 
-    return UsageLimits(**{**DEFAULT_USAGE_LIMITS, **(config.get("usage_limits") or {})})
+    wanted = {**DEFAULT_USAGE_LIMITS, **(config.get("usage_limits") or {})}
+    limits: dict[str, int | None] = {}
+    for key, maximum in usage_limit_maxima().items():
+        value = wanted.get(key)
+        limits[key] = (
+            maximum
+            if value is None
+            else value
+            if maximum is None
+            else min(value, maximum)
+        )
+    return UsageLimits(**limits)
 
 
 def model_settings_for(config: dict[str, Any]) -> ModelSettings:
     """The config's model settings with the server's `timeout` and `max_retries`
-    defaults filled in."""
+    defaults filled in; `timeout` is at most `AGENTRY_MAX_MODEL_TIMEOUT`."""
     from django.conf import settings
     from pydantic_ai.settings import ModelSettings
 
-    return ModelSettings(
-        **{
-            "timeout": settings.AGENTRY_MODEL_TIMEOUT,
-            "max_retries": 0,
-            **(config.get("model_settings") or {}),
-        }
-    )
+    merged: dict[str, Any] = {
+        "timeout": settings.AGENTRY_MODEL_TIMEOUT,
+        "max_retries": 0,
+        **(config.get("model_settings") or {}),
+    }
+    timeout = merged["timeout"]
+    if (
+        not isinstance(timeout, int | float)
+        or timeout > settings.AGENTRY_MAX_MODEL_TIMEOUT
+    ):
+        merged["timeout"] = settings.AGENTRY_MAX_MODEL_TIMEOUT
+    return ModelSettings(**merged)
 
 
 def fill_placeholders(text: str, state: dict[str, Any] | None) -> str:
@@ -372,6 +448,7 @@ def resolve_model(name: str) -> Model:
 
         return offline_model()
     if name == TEST_MODEL:
+        validate_model_name(name)
         from pydantic_ai.models.test import TestModel
 
         return TestModel()

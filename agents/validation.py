@@ -1,8 +1,11 @@
 """Validation of the JSON parts of an agent's config.
 
 Public surface:
-    validate_model_settings(value)   a pydantic-ai `ModelSettings` mapping
-    validate_usage_limits(value)     a pydantic-ai `UsageLimits` mapping
+    validate_model_settings(value)   a pydantic-ai `ModelSettings` mapping (its
+                                     timeout at most AGENTRY_MAX_MODEL_TIMEOUT)
+    validate_usage_limits(value)     a pydantic-ai `UsageLimits` mapping, each
+                                     limit at most the server's maximum (null
+                                     means that maximum)
     validate_tool_entry(tool, config) -> dict   the normalised config of one tool
 
 Each raises `agents.factory.AgentConfigError` with a message a person can act on;
@@ -16,7 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agents.factory import AgentConfigError
+from agents.factory import AgentConfigError, usage_limit_maxima
 from tools.registry import ToolConfigError, UnknownToolError, registry
 
 USAGE_LIMIT_KEYS = (
@@ -133,6 +136,18 @@ def validate_model_settings(value: Any) -> None:
         problem = check(setting)
         if problem:
             raise AgentConfigError(f"model_settings.{key} {problem}.")
+    _check_timeout_maximum(value.get("timeout"))
+
+
+def _check_timeout_maximum(timeout: Any) -> None:
+    from django.conf import settings
+
+    maximum = settings.AGENTRY_MAX_MODEL_TIMEOUT
+    if timeout is not None and timeout > maximum:
+        raise AgentConfigError(
+            f"model_settings.timeout may be at most {maximum:g} seconds on this "
+            "server (AGENTRY_MAX_MODEL_TIMEOUT)."
+        )
 
 
 def validate_usage_limits(value: Any) -> None:
@@ -146,6 +161,12 @@ def validate_usage_limits(value: Any) -> None:
             )
         if limit is not None and _positive_int(limit):
             raise AgentConfigError(f"usage_limits.{key} must be a positive integer.")
+        maximum = usage_limit_maxima().get(key)
+        if limit is not None and maximum is not None and limit > maximum:
+            raise AgentConfigError(
+                f"usage_limits.{key} may be at most {maximum} on this server; "
+                "null means that maximum."
+            )
 
 
 def validate_tool_entry(tool: str, config: Any) -> dict[str, Any]:

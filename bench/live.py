@@ -171,6 +171,10 @@ def server_env(
         "AGENTRY_LOGIN_IP_RATE": "100000/min",
         "AGENTRY_REGISTER_RATE": "100000/min",
         "AGENTRY_REFRESH_RATE": "100000/min",
+        # and start many turns per user, as the contract kit does.
+        "AGENTRY_TURN_RATE": "100000/min",
+        "AGENTRY_MAX_QUEUED_TURNS": "1000",
+        "AGENTRY_MAX_ACTIVE_TURNS": "100000",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url

@@ -357,6 +357,27 @@ AGENTRY_HISTORY_TURNS = env.int("AGENTRY_HISTORY_TURNS", default=0)
 # Development and tests against local servers turn this on.
 AGENTRY_ALLOW_PRIVATE_URLS = env.bool("AGENTRY_ALLOW_PRIVATE_URLS", default=False)
 AGENTRY_MAX_MESSAGE_CHARS = env.int("AGENTRY_MAX_MESSAGE_CHARS", default=100_000)
+# What one user may spend, so no user can run up the server's bill or starve
+# others (DESIGN.md section 9). Starting turns is throttled per user (a DRF-style
+# rate, counted in the shared cache); a session queues at most so many turns and
+# a user has at most so many queued or running. Agents' usage limits and model
+# timeouts are clamped to the maxima (a null limit means the maximum);
+# AGENTRY_MAX_TOTAL_TOKENS 0 sets no token maximum (a token limit makes
+# pydantic-ai re-check usage on every streamed chunk; requests still bound a turn).
+AGENTRY_TURN_RATE = env.str("AGENTRY_TURN_RATE", default="30/min")
+AGENTRY_MAX_QUEUED_TURNS = env.int("AGENTRY_MAX_QUEUED_TURNS", default=10)
+AGENTRY_MAX_ACTIVE_TURNS = env.int("AGENTRY_MAX_ACTIVE_TURNS", default=20)
+AGENTRY_MAX_REQUESTS = env.int("AGENTRY_MAX_REQUESTS", default=100)
+AGENTRY_MAX_TOOL_CALLS = env.int("AGENTRY_MAX_TOOL_CALLS", default=200)
+AGENTRY_MAX_TOTAL_TOKENS = env.int("AGENTRY_MAX_TOTAL_TOKENS", default=0)
+AGENTRY_MAX_MODEL_TIMEOUT = env.float("AGENTRY_MAX_MODEL_TIMEOUT", default=300.0)
+# Model strings agents may use: comma-separated globs (`openai:*,anthropic:claude-*`);
+# empty allows every provider pydantic-ai knows. The offline model and the
+# server's AGENTRY_DEFAULT_MODEL are always allowed. pydantic-ai's `test` model
+# answers with canned text, so only development (DEBUG) or a test run that asks
+# for it may use it; unset follows DEBUG.
+AGENTRY_ALLOWED_MODELS = env.list("AGENTRY_ALLOWED_MODELS", default=[])
+AGENTRY_ALLOW_TEST_MODEL = env.bool("AGENTRY_ALLOW_TEST_MODEL", default=None)
 AGENTRY_MAX_WS_FRAME_BYTES = env.int("AGENTRY_MAX_WS_FRAME_BYTES", default=1024 * 1024)
 AGENTRY_MARKETPLACE_MODERATION = env.bool(
     "AGENTRY_MARKETPLACE_MODERATION", default=False

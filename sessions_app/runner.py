@@ -59,7 +59,7 @@ from pydantic_ai.messages import repair_messages
 from agents.models import Agent, AgentVersion
 from agents.selectors import agent_answers, agent_config_at
 from config.validation import is_invalid_text, is_uuid
-from sessions_app import approvals, broadcast, selectors, services
+from sessions_app import approvals, broadcast, limits, selectors, services
 from sessions_app.attachments import (
     messages_for_storage,
     prompt_with_attachments,
@@ -211,18 +211,31 @@ def _open(request: TurnRequest) -> _Opened:
     if any(is_stale(turn) for turn in unfinished):
         sweep_stale_executions_sync(session_id=session.pk)
         unfinished = services.unfinished_turns(session.pk)
-    opened = services.turn_open(
+    # The one place every way of starting a turn passes: rate and caps.
+    admission = limits.turn_admit(
         session=session,
         user_id=request.user_id,
-        content=request.content,
-        metadata={"attachments": attachments} if attachments else {},
         client_message_id=request.client_message_id or "",
-        policy="reject" if policy == "reject" else "enqueue",
-        model=config.get("model") or settings.AGENTRY_DEFAULT_MODEL,
-        busy=any(turn.active for turn in unfinished),
-        agent_version=version,
+        queued=policy != "reject",
+        queued_in_session=sum(turn.status == Status.QUEUED for turn in unfinished),
     )
+    try:
+        opened = services.turn_open(
+            session=session,
+            user_id=request.user_id,
+            content=request.content,
+            metadata={"attachments": attachments} if attachments else {},
+            client_message_id=request.client_message_id or "",
+            policy="reject" if policy == "reject" else "enqueue",
+            model=config.get("model") or settings.AGENTRY_DEFAULT_MODEL,
+            busy=any(turn.active for turn in unfinished),
+            agent_version=version,
+        )
+    except BaseException:
+        admission.refund()
+        raise
     if opened.duplicate:
+        admission.refund()
         return _Opened(opened, policy)
     abandoned = (
         _abandon_approvals(session.pk)

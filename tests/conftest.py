@@ -31,6 +31,18 @@ def _static_root_exists():
 
 
 @pytest.fixture(autouse=True)
+def _test_configuration(settings):
+    """The suite's agents run on pydantic-ai's `test` model, which a server
+    allows only when asked (it follows DEBUG, off under tests), and its tests
+    start many turns per user: the turn limits are raised as the contract kit
+    raises them. Tests of the limits set low ones themselves."""
+    settings.AGENTRY_ALLOW_TEST_MODEL = True
+    settings.AGENTRY_TURN_RATE = "100000/min"
+    settings.AGENTRY_MAX_QUEUED_TURNS = 1000
+    settings.AGENTRY_MAX_ACTIVE_TURNS = 100_000
+
+
+@pytest.fixture(autouse=True)
 def _isolated_paths(settings, tmp_path):
     """Every test gets its own REPO_ROOT, MEDIA_ROOT and AGENTRY_WORKSPACES."""
     settings.REPO_ROOT = tmp_path / "workspace"

@@ -67,6 +67,12 @@ class RunSerializer(serializers.Serializer):
     session = StrictUUIDField(required=False, allow_null=True)
 
 
+TURN_LIMITED = OpenApiResponse(
+    description="rate_limited (AGENTRY_TURN_RATE; retry after `Retry-After`), "
+    "queue_full or too_many_active_turns: the user's turn limits (DESIGN.md "
+    "section 9)"
+)
+
 TurnAnswer = inline_serializer(
     "TurnAnswer",
     {
@@ -108,7 +114,14 @@ def _session_or_404(request: Request, pk: str) -> Session:
 
 
 def _rejected(exc: runner.TurnRejected) -> ApiError:
-    return ApiError(exc.code, exc.message, exc.status)
+    details = (
+        {"retry_after_seconds": exc.retry_after}
+        if exc.retry_after is not None
+        else None
+    )
+    return ApiError(
+        exc.code, exc.message, exc.status, details, retry_after=exc.retry_after
+    )
 
 
 def _run_blocking(request: runner.TurnRequest) -> AgentExecution:
@@ -204,6 +217,7 @@ class SessionMessagesView(APIView):
                 "the one that ends it.",
             ),
             409: OpenApiResponse(description="session_busy: another turn is running"),
+            429: TURN_LIMITED,
         },
         summary="Send a message: one turn (JSON when it ends, or an SSE stream of its frames)",
     )
@@ -292,7 +306,8 @@ class AgentRunView(APIView):
                     "output": serializers.JSONField(),
                     "events": serializers.ListField(child=serializers.DictField()),
                 },
-            )
+            ),
+            429: TURN_LIMITED,
         },
         summary="Run one turn of an agent, in a new session unless one is given",
     )

@@ -192,14 +192,16 @@ async def test_model_settings_and_timeout_default_reach_the_request(fake_llm, se
     assert sent["max_completion_tokens"] == 9
 
 
-def test_usage_limits_have_defaults_and_config_wins():
+def test_usage_limits_have_defaults_and_config_wins_up_to_the_maximum(settings):
     limits = usage_limits_for(config())
     assert limits.request_limit == DEFAULT_USAGE_LIMITS["request_limit"]
     assert limits.tool_calls_limit == DEFAULT_USAGE_LIMITS["tool_calls_limit"]
     custom = usage_limits_for(
         config(usage_limits={"request_limit": 2, "tool_calls_limit": None})
     )
-    assert custom.request_limit == 2 and custom.tool_calls_limit is None
+    # null is the server's maximum, never unlimited
+    assert custom.request_limit == 2
+    assert custom.tool_calls_limit == settings.AGENTRY_MAX_TOOL_CALLS
 
 
 async def test_request_limit_stops_a_run(fake_llm, echo_tool):

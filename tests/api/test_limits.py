@@ -171,3 +171,126 @@ def test_listing_tags_are_bounded_in_number_and_length(client, agent):
         )
         assert_error(response, 400, "validation_error")
 
+
+# ---- server maxima and allowed models ---------------------------------------------
+
+
+def test_a_null_usage_limit_means_the_servers_maximum_never_unlimited(settings):
+    from agents.factory import usage_limits_for
+
+    settings.AGENTRY_MAX_REQUESTS, settings.AGENTRY_MAX_TOOL_CALLS = 7, 9
+    settings.AGENTRY_MAX_TOTAL_TOKENS = 1000
+    limits = usage_limits_for(
+        {
+            "usage_limits": {
+                "request_limit": None,
+                "tool_calls_limit": None,
+                "total_tokens_limit": None,
+            }
+        }
+    )
+    assert (limits.request_limit, limits.tool_calls_limit) == (7, 9)
+    assert limits.total_tokens_limit == 1000
+    # A maximum lowered after an agent was saved clamps it at run time.
+    saved = usage_limits_for({"usage_limits": {"request_limit": 50}})
+    assert saved.request_limit == 7
+
+
+def test_usage_limits_above_the_maximum_are_refused_on_save(client, settings):
+    settings.AGENTRY_MAX_REQUESTS = 10
+    body = {"name": "Greedy", "model": "test"}
+    response = client.post(
+        "/api/agents/",
+        {**body, "usage_limits": {"request_limit": 11}},
+        format="json",
+    )
+    assert "at most 10" in assert_error(response, 400)["message"]
+    response = client.post(
+        "/api/agents/",
+        {**body, "usage_limits": {"request_limit": None}},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_a_huge_model_timeout_is_refused_and_clamped_at_run_time(client, settings):
+    from agents.factory import model_settings_for
+
+    response = client.post(
+        "/api/agents/",
+        {"name": "Patient", "model": "test", "model_settings": {"timeout": 1e9}},
+        format="json",
+    )
+    error = assert_error(response, 400, "validation_error")
+    assert "model_settings" in error["details"]
+    clamped = model_settings_for({"model_settings": {"timeout": 1e9}})
+    assert clamped["timeout"] == settings.AGENTRY_MAX_MODEL_TIMEOUT
+
+
+def test_allowed_models_narrow_what_agents_may_use(client, agent, settings):
+    settings.AGENTRY_ALLOWED_MODELS = ["openai:*", "anthropic:claude-*"]
+    for refused in ("groq:llama-3", "anthropic:other"):
+        response = client.post(
+            "/api/agents/", {"name": "X", "model": refused}, format="json"
+        )
+        assert "not allowed" in assert_error(response, 400)["message"]
+    for allowed in ("openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "offline"):
+        response = client.post(
+            "/api/agents/", {"name": "X", "model": allowed}, format="json"
+        )
+        assert response.status_code == 201, response.content
+
+
+def test_the_test_model_is_refused_without_debug_at_the_settings_default(
+    client, settings
+):
+    """`test` runs only with DEBUG=1 unless AGENTRY_ALLOW_TEST_MODEL says so
+    (the suite turns it on; here it is back at its default, unset)."""
+    from agents.factory import AgentConfigError, resolve_model
+
+    settings.DEBUG = False
+    settings.AGENTRY_ALLOW_TEST_MODEL = None
+    response = client.post(
+        "/api/agents/", {"name": "T", "model": "test"}, format="json"
+    )
+    assert "development only" in assert_error(response, 400)["message"]
+    with pytest.raises(AgentConfigError):
+        resolve_model("test")
+    settings.DEBUG = True
+    response = client.post(
+        "/api/agents/", {"name": "T", "model": "test"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_the_test_model_setting_is_unset_by_default_in_a_server_process():
+    """With nothing in the environment the setting is None: it follows DEBUG."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENTRY_", "PYTEST_")) and k != "DEBUG"
+    }
+    env.update(
+        SECRET_KEY="limits-" + "x" * 50, DJANGO_SETTINGS_MODULE="config.settings"
+    )
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; "
+            "print(settings.AGENTRY_ALLOW_TEST_MODEL, settings.DEBUG)",
+        ],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert probe.stdout.split() == ["None", "False"], probe.stderr
