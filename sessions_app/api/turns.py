@@ -336,13 +336,19 @@ class AgentRunView(APIView):
                 )
             except services.AgentUnavailable as exc:
                 raise _rejected(exc) from None
-        execution = _run_blocking(
-            runner.TurnRequest(
-                session_id=str(session.pk),
-                user_id=request.user.pk,
-                content=body.validated_data["input"],
+        try:
+            execution = _run_blocking(
+                runner.TurnRequest(
+                    session_id=str(session.pk),
+                    user_id=request.user.pk,
+                    content=body.validated_data["input"],
+                )
             )
-        )
+        except ApiError:
+            # A refused turn stores nothing, the session opened for it included.
+            if session_id is None:
+                session.delete()
+            raise
         answer = _turn_answer(execution)
         return Response(
             {"session": str(session.pk), "output": execution.output, **answer}

@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from sessions_app.models import AgentExecution, Event
+from sessions_app.models import AgentExecution, Event, Session
 from tests.plugins.runtime import access_token, is_status, is_terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,8 +56,10 @@ async def test_one_turn_rate_counts_rest_sse_runs_and_the_websocket(
         assert response.status_code == 429
         assert response.json()["error"]["code"] == "rate_limited"
         assert 1 <= int(response["Retry-After"]) <= 60
+    sessions_before = await Session.objects.acount()
     response = await post(user, f"/api/agents/{agent.pk}/run/", {"input": "six"})
     assert response.status_code == 429
+    assert await Session.objects.acount() == sessions_before
 
     # Refused turns stored nothing; another user has a rate of their own.
     assert await Event.objects.filter(content__in=["four", "five", "six"]).acount() == 0
