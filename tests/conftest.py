@@ -15,6 +15,7 @@ from pydantic_ai import models
 pytest_plugins = [
     "tests.plugins.accounts",
     "tests.plugins.llm",
+    "tests.plugins.migrations",
     "tests.plugins.runtime",
 ]
 

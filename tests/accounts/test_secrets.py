@@ -8,8 +8,6 @@ import json
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from accounts import secrets
@@ -112,23 +110,6 @@ def http_tool(headers: dict) -> dict:
         "enabled": True,
         "requires_approval": False,
     }
-
-
-@pytest.fixture
-def migrator(transactional_db):
-    """Runs the real migrations on the test database: `migrate(targets)`
-    answers the historical apps at that point; the database ends at the latest."""
-
-    def migrate(targets):
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(targets)
-        return executor.loader.project_state(targets).apps
-
-    yield migrate
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_the_migration_moves_header_credentials_into_secrets(migrator):
