@@ -17,7 +17,14 @@ from django.http import HttpRequest
 from accounts import secrets
 from agents import services
 from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
-from agents.models import EDITABLE_FIELDS, Agent, AgentTool, AgentVersion, Listing
+from agents.models import (
+    EDITABLE_FIELDS,
+    TOOL_ENTRY_FIELDS,
+    Agent,
+    AgentTool,
+    AgentVersion,
+    Listing,
+)
 from agents.validation import (
     validate_model_settings,
     validate_tool_entry,
@@ -35,15 +42,7 @@ class AgentToolForm(forms.ModelForm):
 
     class Meta:
         model = AgentTool
-        fields = [
-            "tool",
-            "config",
-            "enabled",
-            "requires_approval",
-            "approval_ttl_seconds",
-            "allow_edit",
-            "position",
-        ]
+        fields = [*TOOL_ENTRY_FIELDS, "position"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

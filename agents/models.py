@@ -27,6 +27,15 @@ CONFIG_FIELDS = (
 )
 DEFAULT_APPROVAL_TTL_SECONDS = 1800
 MAX_APPROVAL_TTL_SECONDS = 604_800
+#: The fields of one tool entry, as the API, versions and listings write it.
+TOOL_ENTRY_FIELDS = (
+    "tool",
+    "config",
+    "enabled",
+    "requires_approval",
+    "approval_ttl_seconds",
+    "allow_edit",
+)
 #: Everything an owner sets on an agent (besides its tools), in form order.
 EDITABLE_FIELDS = ("name", "description", *CONFIG_FIELDS, "visibility", "is_active")
 
@@ -168,14 +177,7 @@ class AgentTool(models.Model):
         return f"{self.tool} on {self.agent}"
 
     def as_config(self) -> dict[str, Any]:
-        return {
-            "tool": self.tool,
-            "config": self.config,
-            "enabled": self.enabled,
-            "requires_approval": self.requires_approval,
-            "approval_ttl_seconds": self.approval_ttl_seconds,
-            "allow_edit": self.allow_edit,
-        }
+        return {field: getattr(self, field) for field in TOOL_ENTRY_FIELDS}
 
 
 class Listing(models.Model):

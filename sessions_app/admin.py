@@ -189,17 +189,7 @@ class ApprovalDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Who decided on each tool call that waited for approval (kept for audit)."""
 
     model = ApprovalDecision
-    fields = (
-        "tool_call_id",
-        "tool_name",
-        "args",
-        "decision",
-        "edited_args",
-        "message",
-        "decided_by",
-        "decided_at",
-        "via",
-    )
+    fields = ApprovalDecision.AUDIT_FIELDS
     readonly_fields = fields
     ordering = ("decided_at",)
     extra = 0

@@ -258,6 +258,19 @@ class ApprovalDecision(models.Model):
     decided_at = models.DateTimeField()
     via = models.CharField(max_length=16, choices=Via.choices)
 
+    #: What the audit shows of a decision (API and admin).
+    AUDIT_FIELDS = (
+        "tool_call_id",
+        "tool_name",
+        "args",
+        "decision",
+        "edited_args",
+        "message",
+        "decided_by",
+        "decided_at",
+        "via",
+    )
+
     class Meta:
         ordering = ["execution", "decided_at"]
         constraints = [

@@ -20,7 +20,13 @@ from agents.factory import (
     validate_model_name,
     validate_output_schema,
 )
-from agents.models import Agent, AgentTool, AgentVersion, Listing
+from agents.models import (
+    TOOL_ENTRY_FIELDS,
+    Agent,
+    AgentTool,
+    AgentVersion,
+    Listing,
+)
 from agents.validation import (
     validate_model_settings,
     validate_tool_entry,
@@ -48,14 +54,7 @@ class AgentToolSerializer(StrictModelSerializer):
 
     class Meta:
         model = AgentTool
-        fields = [
-            "tool",
-            "config",
-            "enabled",
-            "requires_approval",
-            "approval_ttl_seconds",
-            "allow_edit",
-        ]
+        fields = list(TOOL_ENTRY_FIELDS)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # A PATCH makes nested fields optional too, but `tools` replaces the

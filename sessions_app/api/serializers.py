@@ -244,17 +244,7 @@ class ApprovalDecisionSerializer(StrictModelSerializer):
 
     class Meta:
         model = ApprovalDecision
-        fields = [
-            "tool_call_id",
-            "tool_name",
-            "args",
-            "decision",
-            "edited_args",
-            "message",
-            "decided_by",
-            "decided_at",
-            "via",
-        ]
+        fields = list(ApprovalDecision.AUDIT_FIELDS)
         read_only_fields = fields
 
 
