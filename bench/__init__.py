@@ -1,2 +1,2 @@
-"""Benchmarks of Agentry against bare pydantic-ai, and the fake model they share
-with the test suite (`bench.fake_openai`)."""
+"""Benchmarks of Agentry against bare pydantic-ai, built on the infrastructure
+they share with the test suite (`testing`: the fake model, live processes)."""

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.live import (
+from testing.live import (
     PYTHON,
     ApiClient,
     FakeModelServer,

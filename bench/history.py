@@ -44,7 +44,7 @@ from bench.common import (
     setup_django,
     skip,
 )
-from bench.live import FakeModelServer
+from testing.live import FakeModelServer
 
 NAME = "history"
 WORKLOAD = Workload(tokens=20)
@@ -183,14 +183,14 @@ async def _turn(session: Any, user: Any) -> tuple[float, str]:
 
 def _context_load_seconds(session: Any, repeat: int = 5) -> float:
     """How long the runner's per-turn context load takes for this session."""
-    from sessions_app import runner
+    from sessions_app.context import load_context
     from sessions_app.models import AgentExecution
 
     execution = AgentExecution.objects.filter(session=session).latest("created_at")
     timings = []
     for _ in range(repeat):
         started = time.perf_counter()
-        runner._load_context(str(execution.pk))
+        load_context(str(execution.pk))
         timings.append(time.perf_counter() - started)
     return median(timings)
 

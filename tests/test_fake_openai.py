@@ -20,7 +20,7 @@ from pydantic_ai.exceptions import (
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from bench.fake_openai import FakeOpenAI, FakeOpenAIThread, parse_directives
+from testing.fake_openai import FakeOpenAI, FakeOpenAIThread, parse_directives
 
 
 @pytest.fixture(autouse=True)
@@ -208,7 +208,7 @@ def test_background_thread_runner_and_stats_endpoint():
 
 def test_runs_as_a_command():
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_openai", "--port", "0", "--tokens", "2"],
+        [sys.executable, "-m", "testing.fake_openai", "--port", "0", "--tokens", "2"],
         stdout=subprocess.PIPE,
         text=True,
     )

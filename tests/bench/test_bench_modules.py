@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from bench.common import Workload, percentile
-from bench.fake_openai import parse_directives
+from testing.fake_openai import parse_directives
 
 MODULES = [
     "bench.__main__",

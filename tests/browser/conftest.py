@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from bench.fake_openai import FakeOpenAIThread
+from testing.fake_openai import FakeOpenAIThread
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -2,7 +2,7 @@
 
 Each test module builds a `Stack` (a fresh PostgreSQL database, a private
 redis-server, a fake model server and one or more daphne processes, all from
-`bench.live`) and tears every process down with it. The tests are skipped,
+`testing.live`) and tears every process down with it. The tests are skipped,
 saying why, when PostgreSQL on 127.0.0.1:5432 or a redis-server binary is not
 available; CI has both.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from bench.live import (
+from testing.live import (
     ApiClient,
     FakeModelServer,
     LiveServer,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from bench.live import LiveServer, free_port, server_env
+from testing.live import LiveServer, free_port, server_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"

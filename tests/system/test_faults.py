@@ -1,7 +1,7 @@
 """What the server does when the world around it breaks.
 
 One daphne process on a fresh PostgreSQL database, a private redis-server and
-the fake model server (`bench.live`). The lease is 3 s and the model timeout
+the fake model server (`testing.live`). The lease is 3 s and the model timeout
 2 s so recovery fits in seconds. Each test leaves the server healthy for the
 next; the tests that stop or kill the server restart it.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.live import DAPHNE, LiveServer, free_port
+from testing.live import DAPHNE, LiveServer, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ Public surface:
     FakeOpenAIThread    the same server on its own event loop in a background thread
                         (`with FakeOpenAIThread() as server: server.url`)
     parse_directives    what a message asks of the server (see below)
-    main()              `python -m bench.fake_openai --port P [--tokens N --delay-ms D --ttft-ms T]`
+    main()              `python -m testing.fake_openai --port P [--tokens N --delay-ms D --ttft-ms T]`
 
 Endpoints: `POST /v1/chat/completions` (streaming and not), `GET /v1/models`,
 `GET /stats` (counters as JSON), `POST /stats/reset`. Anything else is a 404
@@ -675,7 +675,7 @@ class FakeOpenAIThread:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.fake_openai",
+        prog="python -m testing.fake_openai",
         description="Fake OpenAI-compatible Chat Completions server on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

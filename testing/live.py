@@ -3,7 +3,7 @@
 Everything here runs the product the way it is deployed: `manage.py migrate`,
 then `daphne -b 127.0.0.1 -p PORT config.asgi:application` as a child process
 with its own environment, talking to a real PostgreSQL database, a real Redis
-and a fake OpenAI-compatible model server (`bench.fake_openai`) over HTTP.
+and a fake OpenAI-compatible model server (`testing.fake_openai`) over HTTP.
 Nothing is imported from the project into the server; tests and benchmarks see
 it only through HTTP and websockets.
 
@@ -11,7 +11,7 @@ Public surface:
     free_port()                       a free TCP port on 127.0.0.1
     LiveServer(env, log_dir, ...)     one daphne process: start(), stop() (SIGTERM),
                                       kill() (SIGKILL), restart(), rss_bytes(), url, ws_url
-    FakeModelServer(log_dir, ...)     `python -m bench.fake_openai` as a process: start(), stop()
+    FakeModelServer(log_dir, ...)     `python -m testing.fake_openai` as a process: start(), stop()
     RedisServer(log_dir)              a private `redis-server` on a free port: start(), stop(), url(db)
     PostgresDatabase(name)            create() / drop() a database on 127.0.0.1:5432 (user postgres)
     postgres_available(), redis_available(url)   whether the services answer
@@ -367,7 +367,7 @@ class LiveServer:
 
 
 class FakeModelServer:
-    """`python -m bench.fake_openai` in its own process (own CPU, own crash domain)."""
+    """`python -m testing.fake_openai` in its own process (own CPU, own crash domain)."""
 
     def __init__(
         self,
@@ -407,7 +407,7 @@ class FakeModelServer:
                 [
                     PYTHON,
                     "-m",
-                    "bench.fake_openai",
+                    "testing.fake_openai",
                     "--port",
                     str(self.port),
                     *self.args,
