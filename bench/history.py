@@ -44,6 +44,7 @@ from bench.common import (
     setup_django,
     skip,
 )
+from testing.fake_openai import FAKE_MODEL
 from testing.live import FakeModelServer
 
 NAME = "history"
@@ -159,7 +160,7 @@ def _prepare(backend: Backend, model_url: str) -> tuple[Any, dict[int, Any]]:
     agent = Agent.objects.create(
         owner=user,
         name="bench",
-        model="openai-chat:fake",
+        model=FAKE_MODEL,
         instructions="Answer briefly.",
     )
     AgentVersion.objects.create(

@@ -5,6 +5,8 @@ bodies) bound to 127.0.0.1, so pydantic-ai's own `OpenAIChatModel` talks to it
 over real HTTP exactly as it talks to OpenAI, Ollama or vLLM.
 
 Public surface:
+    FAKE_MODEL          "openai-chat:fake": the model string an agent names to reach
+                        this server (through OPENAI_BASE_URL)
     FakeOpenAI          the server; `async with FakeOpenAI(...) as server:` in a running loop
     FakeOpenAIThread    the same server on its own event loop in a background thread
                         (`with FakeOpenAIThread() as server: server.url`)
@@ -51,6 +53,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+
+#: The model string an agent names to reach this server: pydantic-ai's OpenAI
+#: chat model, pointed here by OPENAI_BASE_URL.
+FAKE_MODEL = "openai-chat:fake"
 
 __all__ = ["Directives", "FakeOpenAI", "FakeOpenAIThread", "main", "parse_directives"]
 

@@ -18,6 +18,7 @@ Public surface:
     ApiClient(base_url)               httpx client: register_and_login(), create_agent(),
                                       create_session(), send_message(), all_events(), ws_url()
     server_env(...)                   the environment a LiveServer needs, from the parts above
+    stop_process_group(proc, timeout) SIGTERM to a child's process group, SIGKILL after timeout
 
 Every process is started in its own process group (`start_new_session=True`)
 and stopping signals the whole group, so nothing it spawned outlives it. Logs
@@ -32,7 +33,7 @@ Typical use:
     with LiveServer(env, log_dir) as server:
         api = ApiClient(server.url)
         api.register_and_login()
-        agent = api.create_agent(model="openai-chat:fake")
+        agent = api.create_agent(model=FAKE_MODEL)
         session = api.create_session(agent["id"])
         answer = api.send_message(session["id"], "[[tokens=5]] hi")
     model.stop(); db.drop()
@@ -54,6 +55,8 @@ from typing import Any
 
 import httpx
 
+from testing.fake_openai import FAKE_MODEL
+
 __all__ = [
     "ApiClient",
     "FakeModelServer",
@@ -65,6 +68,7 @@ __all__ = [
     "postgres_available",
     "redis_available",
     "server_env",
+    "stop_process_group",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +128,9 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+def stop_process_group(
+    proc: subprocess.Popen[bytes] | None, timeout: float
+) -> int | None:
     """SIGTERM to the group, SIGKILL after `timeout`; returns the exit status."""
     if proc is None:
         return None
@@ -332,7 +338,7 @@ class LiveServer:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """Graceful stop (SIGTERM); returns the exit status."""
-        status = _stop_process(self.proc, timeout)
+        status = stop_process_group(self.proc, timeout)
         return status
 
     def kill(self) -> None:
@@ -433,7 +439,7 @@ class FakeModelServer:
         return httpx.get(f"{self.url}/stats", timeout=5, trust_env=False).json()
 
     def stop(self) -> None:
-        _stop_process(self.proc, 5.0)
+        stop_process_group(self.proc, 5.0)
 
     def __enter__(self) -> FakeModelServer:
         return self.start()
@@ -486,7 +492,7 @@ class RedisServer:
         raise ProcessError(f"redis-server did not answer on {self.port}")
 
     def stop(self) -> None:
-        _stop_process(self.proc, 5.0)
+        stop_process_group(self.proc, 5.0)
         self.proc = None
 
     def __enter__(self) -> RedisServer:
@@ -655,7 +661,7 @@ class ApiClient:
         return self.token
 
     def create_agent(
-        self, model: str = "openai-chat:fake", name: str | None = None, **fields: Any
+        self, model: str = FAKE_MODEL, name: str | None = None, **fields: Any
     ) -> dict[str, Any]:
         body = {
             "name": name or f"agent {uuid.uuid4().hex[:8]}",

@@ -20,7 +20,12 @@ from pydantic_ai.exceptions import (
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from testing.fake_openai import FakeOpenAI, FakeOpenAIThread, parse_directives
+from testing.fake_openai import (
+    FAKE_MODEL,
+    FakeOpenAI,
+    FakeOpenAIThread,
+    parse_directives,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -230,7 +235,7 @@ def test_fixture_points_openai_models_at_the_server(fake_llm):
     import os
 
     assert os.environ["OPENAI_BASE_URL"] == f"{fake_llm.url}/v1"
-    result = Agent("openai-chat:fake").run_sync("[[reply via env]]")
+    result = Agent(FAKE_MODEL).run_sync("[[reply via env]]")
     assert result.output == "via env"
     assert fake_llm.requests[0]["model"] == "fake"
 

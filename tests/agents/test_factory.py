@@ -24,9 +24,9 @@ from agents.factory import (
     validate_agent_config,
 )
 from agents.offline import OFFLINE_MODEL_NAME
+from testing.fake_openai import FAKE_MODEL
 from tools.registry import register_tool, registry
 
-FAKE = "openai-chat:fake"
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -94,7 +94,7 @@ def test_empty_model_follows_the_default_model_setting(settings):
 
 
 async def test_openai_chat_model_talks_to_the_configured_base_url(fake_llm):
-    agent = build_agent(config(model=FAKE, instructions="Be brief."))
+    agent = build_agent(config(model=FAKE_MODEL, instructions="Be brief."))
     assert isinstance(agent.model, OpenAIChatModel)
     result = await agent.run("[[tokens=3]] hi")
     assert result.output == "word0 word1 word2"
@@ -105,11 +105,11 @@ async def test_openai_chat_model_talks_to_the_configured_base_url(fake_llm):
 
 
 async def test_history_of_an_earlier_run_reaches_the_model(fake_llm):
-    agent = build_agent(config(model=FAKE))
+    agent = build_agent(config(model=FAKE_MODEL))
     first = await agent.run("[[reply My name is Ann.]] remember me")
     stored = ModelMessagesTypeAdapter.dump_python(first.all_messages(), mode="json")
     history = ModelMessagesTypeAdapter.validate_python(stored)
-    await build_agent(config(model=FAKE)).run(
+    await build_agent(config(model=FAKE_MODEL)).run(
         "[[reply ok]] who am I?", message_history=history
     )
     messages = fake_llm.requests[1]["messages"]
@@ -148,7 +148,7 @@ def test_openai_without_key_or_base_url_is_a_clear_error(monkeypatch):
 
 async def test_openai_chat_without_key_works_against_a_base_url(fake_llm, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
-    result = await build_agent(config(model=FAKE)).run("[[reply local]]")
+    result = await build_agent(config(model=FAKE_MODEL)).run("[[reply local]]")
     assert result.output == "local"
 
 
@@ -171,7 +171,9 @@ def test_placeholders_are_filled_and_other_braces_kept():
 
 
 async def test_instructions_come_from_the_turn_state(fake_llm):
-    agent = build_agent(config(model=FAKE, instructions="Help {user} with {topic}. {x"))
+    agent = build_agent(
+        config(model=FAKE_MODEL, instructions="Help {user} with {topic}. {x")
+    )
     await agent.run("[[tokens=1]]", deps=TurnDeps(state={"user": "Ann", "topic": 3}))
     await agent.run("[[tokens=1]]")
     first, second = (r["messages"][0]["content"] for r in fake_llm.requests)
@@ -184,7 +186,7 @@ async def test_model_settings_and_timeout_default_reach_the_request(fake_llm, se
     assert model_settings_for(config())["timeout"] == 12.5
     assert model_settings_for(config(model_settings={"timeout": 3}))["timeout"] == 3
     agent = build_agent(
-        config(model=FAKE, model_settings={"temperature": 0.25, "max_tokens": 9})
+        config(model=FAKE_MODEL, model_settings={"temperature": 0.25, "max_tokens": 9})
     )
     await agent.run("[[tokens=1]]")
     sent = fake_llm.requests[0]
@@ -205,7 +207,7 @@ def test_usage_limits_have_defaults_and_config_wins_up_to_the_maximum(settings):
 
 
 async def test_request_limit_stops_a_run(fake_llm, echo_tool):
-    cfg = config(model=FAKE, tools=[{"tool": "test_echo", "config": {}}])
+    cfg = config(model=FAKE_MODEL, tools=[{"tool": "test_echo", "config": {}}])
     cfg["usage_limits"] = {"request_limit": 1}
     agent = build_agent(cfg)
     with pytest.raises(UsageLimitExceeded):
@@ -216,7 +218,7 @@ async def test_request_limit_stops_a_run(fake_llm, echo_tool):
 
 
 async def test_structured_output_is_a_dict(fake_llm):
-    agent = build_agent(config(model=FAKE, output_schema=PERSON))
+    agent = build_agent(config(model=FAKE_MODEL, output_schema=PERSON))
     result = await agent.run('[[call final_result {"name": "Ann", "age": 40}]]')
     assert type(result.output) is dict
     assert result.output == {"name": "Ann", "age": 40}
@@ -233,7 +235,9 @@ async def test_structured_output_is_a_dict(fake_llm):
 
 
 async def test_tools_are_built_for_the_turn_and_called(fake_llm, echo_tool, settings):
-    cfg = config(model=FAKE, tools=[{"tool": "test_echo", "config": {"prefix": "P"}}])
+    cfg = config(
+        model=FAKE_MODEL, tools=[{"tool": "test_echo", "config": {"prefix": "P"}}]
+    )
     deps = TurnDeps(user_id=1, agent_id=2, session_id=3, state={})
     result = await build_agent(cfg, deps=deps).run(
         '[[call echo {"text": "hi"}]]', deps=deps

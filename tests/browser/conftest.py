@@ -6,8 +6,8 @@ server standing in for the model.
 .ci/run) it installs the Debian package first, otherwise the tests skip with
 the reason. `daphne_server` migrates and collects static files for a throwaway
 database (SQLite in a temp dir, or a database of its own on the PostgreSQL
-server that DATABASE_URL names), starts daphne in its own process group with
-DEBUG=0 and kills the whole group at the end. Server, model and browser live
+server that DATABASE_URL names) and starts daphne with DEBUG=0 through
+`testing.live`, which stops its whole process group at the end. Server, model and browser live
 as long as this package's tests run, not for the rest of the suite.
 """
 
@@ -15,12 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from testing.fake_openai import FakeOpenAIThread
+from testing.fake_openai import FAKE_MODEL, FakeOpenAIThread
+from testing.live import LiveServer, free_port, server_env
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -43,13 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-FAKE_MODEL = "openai-chat:fake"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def apt_install_chromium() -> str:
@@ -116,108 +104,41 @@ def throwaway_database(workdir: Path) -> Iterator[str]:
 
 
 @dataclass
-class LiveServer:
-    url: str
-    log: Path
+class Site:
+    """The live server the browser drives, and the directories it writes to."""
+
+    server: LiveServer
     repo: Path  # its REPO_ROOT, the sandbox of the file tools
     workspaces: Path  # its AGENTRY_WORKSPACES, one private directory per user
 
-    def tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, server: LiveServer) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"daphne exited with {process.returncode}:\n{server.tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/login/", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    pytest.fail(f"daphne did not serve {url} within 60 s:\n{server.tail()}")
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    @property
+    def url(self) -> str:
+        return self.server.url
 
 
 @pytest.fixture(scope="package")
 def daphne_server(
     chromium: Path, fake_model: FakeOpenAIThread, tmp_path_factory
-) -> Iterator[LiveServer]:
+) -> Iterator[Site]:
     workdir = tmp_path_factory.mktemp("live")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (workdir / "repo").mkdir()
-    (workdir / "repo" / "notes.txt").write_text("hello from the sandbox\n")
+    repo = workdir / "repo"
+    repo.mkdir()
+    (repo / "notes.txt").write_text("hello from the sandbox\n")
     with throwaway_database(workdir) as database_url:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "DEBUG": "0",
-            "SECRET_KEY": f"browser-tests-{uuid.uuid4().hex}",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "CSRF_TRUSTED_ORIGINS": url,
-            "REPO_ROOT": str(workdir / "repo"),
-            "AGENTRY_WORKSPACES": str(workdir / "workspaces"),
-            "MEDIA_ROOT": str(workdir / "media"),
-            "STATIC_ROOT": str(workdir / "static"),
-            "OPENAI_BASE_URL": fake_model.base_url,
-            "OPENAI_API_KEY": "test",
-            "AGENTRY_REGISTER_RATE": "1000/min",
-            "AGENTRY_LOGIN_RATE": "1000/min",
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("AGENTRY_TESTING", None)
-        python = sys.executable
-        # Independent, and the slowest steps of the start: run side by side.
-        setup = [
-            subprocess.Popen(
-                [python, "manage.py", command, "--noinput", "-v0"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for command in ("migrate", "collectstatic")
-        ]
-        for step in setup:
-            output, _ = step.communicate(timeout=300)
-            if step.returncode != 0:
-                pytest.fail(f"{' '.join(step.args[1:3])} failed:\n{output[-3000:]}")
-
-        daphne = shutil.which("daphne", path=str(Path(python).parent)) or "daphne"
-        log = workdir / "daphne.log"
-        server = LiveServer(
-            url=url, log=log, repo=workdir / "repo", workspaces=workdir / "workspaces"
+        env = server_env(
+            database_url=database_url,
+            redis_url=None,
+            model_url=fake_model.base_url,
+            repo_root=repo,
+            media_root=workdir / "media",
+            CSRF_TRUSTED_ORIGINS=f"http://127.0.0.1:{port}",
+            AGENTRY_WORKSPACES=workdir / "workspaces",
+            STATIC_ROOT=workdir / "static",
+            PYTHONUNBUFFERED="1",
         )
-        with log.open("w") as log_file:
-            process = subprocess.Popen(
-                [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-                cwd=ROOT,
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_until_serving(url, process, server)
-            yield server
-        finally:
-            stop_process_group(process)
+        with LiveServer(env, workdir, port=port) as server:
+            yield Site(server, repo=repo, workspaces=workdir / "workspaces")
 
 
 @pytest.fixture(scope="package")
@@ -243,7 +164,7 @@ class Account:
 
 
 @pytest.fixture(scope="package")
-def account(daphne_server: LiveServer) -> Iterator[Account]:
+def account(daphne_server: Site) -> Iterator[Account]:
     """A user with one agent (the fake model, allowed to list the sandbox), set
     up through the REST API as any client would. Tests share it and each opens
     chats of its own."""
@@ -307,7 +228,7 @@ def page(browser) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="package")
-def signed_in(browser, daphne_server: LiveServer, account: Account) -> dict[str, Any]:
+def signed_in(browser, daphne_server: Site, account: Account) -> dict[str, Any]:
     """The cookies of `account` signed in through the sign-in form."""
     context = browser.new_context()
     try:
@@ -323,7 +244,7 @@ def signed_in(browser, daphne_server: LiveServer, account: Account) -> dict[str,
 
 
 @pytest.fixture
-def chat_page(browser, daphne_server: LiveServer, signed_in) -> Iterator[Any]:
+def chat_page(browser, daphne_server: Site, signed_in) -> Iterator[Any]:
     """The chat page of `account`, its sidebar loaded."""
     from playwright.sync_api import expect
 

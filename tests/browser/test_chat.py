@@ -14,6 +14,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from testing.fake_openai import FAKE_MODEL
 from tests.browser.conftest import watched_page
 
 pytestmark = pytest.mark.browser
@@ -22,7 +23,6 @@ expect.set_options(timeout=15_000)
 
 AGENT = "Sandbox helper"
 NARROW = {"width": 390, "height": 760}
-FAKE_MODEL = "openai-chat:fake"
 
 # Records, from the moment it is installed, the longest text a streaming
 # bubble ever showed: proof that text arrived before the final message.

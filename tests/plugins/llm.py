@@ -20,8 +20,6 @@ from pydantic_ai import models
 
 from testing.fake_openai import FakeOpenAIThread
 
-FAKE_MODEL = "openai-chat:fake"
-
 
 @pytest.fixture
 def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIThread]:

@@ -24,8 +24,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from agents.models import Agent, AgentVersion
 from sessions_app.frames import is_terminal
 from sessions_app.models import Session
-
-FAKE_MODEL = "openai-chat:fake"
+from testing.fake_openai import FAKE_MODEL
 
 
 @pytest.fixture(autouse=True)

@@ -29,9 +29,6 @@ from testing.live import (
     server_env,
 )
 
-#: The model every system-test agent uses: the fake server through OPENAI_BASE_URL.
-FAKE_MODEL = "openai-chat:fake"
-
 
 def _missing_services() -> str:
     if not postgres_available():

@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from testing.fake_openai import FAKE_MODEL
 from tests.plugins.runtime import is_partial
 from tests.system.conftest import (
-    FAKE_MODEL,
     assert_gapless,
     frames_until,
     is_final,

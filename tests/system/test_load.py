@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.system.conftest import FAKE_MODEL, assert_gapless
+from testing.fake_openai import FAKE_MODEL
+from tests.system.conftest import assert_gapless
 
 pytestmark = pytest.mark.slow
 

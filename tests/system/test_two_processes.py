@@ -15,9 +15,9 @@ import time
 import httpx
 import pytest
 
+from testing.fake_openai import FAKE_MODEL
 from tests.plugins.runtime import is_partial
 from tests.system.conftest import (
-    FAKE_MODEL,
     assert_gapless,
     frames_until,
     is_final,
