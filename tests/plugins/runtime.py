@@ -1,7 +1,8 @@
 """Sessions, turns and websocket clients for the runtime tests.
 
 `make_agent(owner, **fields)` and `make_session(user, agent=None, **fields)`
-create rows directly; `ws_connect(user, session)` opens a websocket through
+create rows directly (`await new_session(**fields)` makes one for `user` from
+async tests); `ws_connect(user, session)` opens a websocket through
 the real ASGI application (`config.asgi.application`) with a real access
 token; `WsClient.until(predicate)` collects frames up to the first match.
 Every test starts with fresh channel layers, so a layer bound to a previous
@@ -13,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
@@ -57,6 +59,16 @@ def make_session(make_agent) -> Callable[..., Session]:
         return Session.objects.create(
             user=user, agent=agent or make_agent(user), **fields
         )
+
+    return make
+
+
+@pytest.fixture
+def new_session(make_session, user) -> Callable[..., Awaitable[Session]]:
+    """From async tests: `await new_session(**fields)` -> a session of `user`."""
+
+    async def make(**fields: Any) -> Session:
+        return await sync_to_async(make_session)(user, **fields)
 
     return make
 

@@ -37,14 +37,6 @@ def client_for():
     return BearerClient
 
 
-@pytest.fixture
-def new_session(make_session, user):
-    async def make(**kwargs):
-        return await sync_to_async(make_session)(user, **kwargs)
-
-    return make
-
-
 def parse_sse(body: str) -> list[tuple[dict[str, str], dict]]:
     frames = []
     for block in body.split("\n\n"):

@@ -22,14 +22,6 @@ SLOW = "[[tokens=400 delay=25]] take your time"
 
 
 @pytest.fixture
-def new_session(make_session, user):
-    async def make(**kwargs):
-        return await sync_to_async(make_session)(user, **kwargs)
-
-    return make
-
-
-@pytest.fixture
 def agent_with(make_agent, user):
     async def make(**kwargs):
         return await sync_to_async(make_agent)(user, **kwargs)
