@@ -2,6 +2,8 @@
 
 Public surface:
     LiveTurn, live_turns, track(execution)   turns running here (with their cancel tokens)
+    session_freed(session_id)                the event a queued turn waits on (per loop)
+    free_session(session_id)                 wakes it: a turn of the session ended here
     ensure_supervisor()                      starts this process's housekeeping (once per loop):
                                              heartbeats, sweeps, cancels from other processes
     lease()                                  how long a silent turn is taken to be alive
@@ -61,6 +63,29 @@ class LiveTurn:
 
 #: Turns of this process, by execution id.
 live_turns: dict[str, LiveTurn] = {}
+
+# Per event loop, the events that wake a session's queued turns when one of its
+# turns ends on that loop. Keyed by the loop itself, weakly: a closed loop's
+# events go with it, and a new loop (which may get a dead one's id) starts empty.
+_session_freed: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, asyncio.Event]
+] = weakref.WeakKeyDictionary()
+
+
+def session_freed(session_id: str) -> asyncio.Event:
+    """The event set when a turn of the session ends on the running loop."""
+    events = _session_freed.setdefault(asyncio.get_running_loop(), {})
+    event = events.get(session_id)
+    if event is None:
+        event = events[session_id] = asyncio.Event()
+    return event
+
+
+def free_session(session_id: str) -> None:
+    """Wakes the session's turns queued on the running loop (a turn of it ended)."""
+    event = _session_freed.get(asyncio.get_running_loop(), {}).pop(session_id, None)
+    if event is not None:
+        event.set()
 
 
 def track(execution: AgentExecution) -> LiveTurn:

@@ -15,8 +15,9 @@ Public surface:
 
 Its helpers: `turn_events` turns a run's pydantic-ai events into stored events
 and frames, `lifecycle` tracks this process's turns (heartbeats, sweeps of
-dead processes' turns, shutdown), `approvals` checks decisions on paused
-turns, `services` does the writes.
+dead processes' turns, shutdown), `context` reads what a run needs (config,
+history, prompt), `approvals` checks decisions on paused turns, `services`
+does the writes.
 
 A turn runs as an asyncio task owned by this module, not by the connection that
 started it: a client that disconnects does not stop it, and every client of the
@@ -43,35 +44,30 @@ from pydantic_ai import (
     DeferredToolResults,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
-    ModelMessagesTypeAdapter,
     PartDeltaEvent,
     PartStartEvent,
     RunCancelled,
-    RunTimedOut,
     TextPart,
     TextPartDelta,
 )
 from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
 )
-from pydantic_ai.messages import repair_messages
 
-from agents.models import Agent, AgentVersion
-from agents.selectors import agent_answers, agent_config_at
+from agents.selectors import agent_answers
 from config.validation import is_invalid_text, is_uuid
 from sessions_app import approvals, broadcast, limits, selectors, services
-from sessions_app.attachments import (
-    messages_for_storage,
-    prompt_with_attachments,
-    with_attachment_content,
-)
+from sessions_app.attachments import messages_for_storage
+from sessions_app.context import TurnContext, config_at, context_of, load_context
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import (
     LiveTurn,
     ensure_supervisor,
+    free_session,
     is_stale,
     live_turns,
+    session_freed,
     sweep_stale_executions_sync,
     track,
 )
@@ -109,19 +105,6 @@ class Submission:
     @property
     def frame(self) -> dict[str, Any]:
         return execution_frame(self.execution)
-
-
-# The events that wake queued turns of a session when one of its turns ends
-# in this process (one per event loop).
-_session_freed: dict[tuple[int, str], asyncio.Event] = {}
-
-
-def _freed(session_id: str) -> asyncio.Event:
-    key = (id(asyncio.get_running_loop()), session_id)
-    event = _session_freed.get(key)
-    if event is None:
-        event = _session_freed[key] = asyncio.Event()
-    return event
 
 
 # --------------------------------------------------------------------- validation
@@ -195,7 +178,7 @@ class _Opened:
     turn: services.OpenedTurn
     policy: str
     abandoned: list[dict[str, Any]] = field(default_factory=list)
-    context: _TurnContext | None = None
+    context: TurnContext | None = None
 
 
 def _open(request: TurnRequest) -> _Opened:
@@ -204,7 +187,7 @@ def _open(request: TurnRequest) -> _Opened:
     start at once, its context."""
     session = _session_answering(request)
     version = _version_of(session)
-    config = _config_at(session.agent, version)
+    config = config_at(session.agent, version)
     policy = _policy(request, session)
     attachments = _attachments(request)
     unfinished = services.unfinished_turns(session.pk)
@@ -244,7 +227,7 @@ def _open(request: TurnRequest) -> _Opened:
     )
     context = None
     if opened.execution.status == Status.RUNNING:
-        context = _context_of(
+        context = context_of(
             opened.execution,
             session,
             session.agent,
@@ -277,18 +260,6 @@ def _version_of(session: Session) -> int:
     if session.agent_version is not None:
         return session.agent_version
     return session.agent.version
-
-
-def _config_at(agent: Agent, version: int) -> dict[str, Any]:
-    try:
-        return agent_config_at(agent=agent, version=version)
-    except AgentVersion.DoesNotExist:
-        raise TurnRejected(
-            "agent_version_unavailable",
-            f"Version {version} of this agent is no longer stored; set the "
-            'session\'s agent_version to "latest" to run the current one.',
-            409,
-        ) from None
 
 
 def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
@@ -468,7 +439,7 @@ async def _drive(
     execution: AgentExecution,
     *,
     resume: DeferredToolResults | None = None,
-    context: _TurnContext | None = None,
+    context: TurnContext | None = None,
 ) -> AgentExecution | None:
     """Runs a tracked turn to its end; None if its session was deleted meanwhile."""
     execution_id, session_id = live.execution_id, live.session_id
@@ -482,30 +453,21 @@ async def _drive(
         # Deleting a session (or its agent) cascades to the running turn's rows.
         logger.info("turn %s ended: its session was deleted", execution_id)
         return None
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         # The process is going away (shutdown, or the loop is closing).
-        await asyncio.shield(
-            _finish(
-                live,
-                status=Status.INTERRUPTED,
-                error=(
-                    "interrupted",
-                    "The server stopped while this turn was running.",
-                ),
-            )
-        )
+        status, code, message = classify_failure(exc)
+        await asyncio.shield(_finish(live, status=status, error=(code, message)))
         raise
     finally:
         live_turns.pop(execution_id, None)
-        _freed(session_id).set()
-        _session_freed.pop((id(asyncio.get_running_loop()), session_id), None)
+        free_session(session_id)
 
 
 async def _wait_until_running(live: LiveTurn) -> AgentExecution | None:
     """Promotes a queued execution when the session is free; None if it left the queue."""
     delay = 0.05
     while True:
-        freed = _freed(live.session_id)
+        freed = session_freed(live.session_id)
         freed.clear()
         try:
             execution = await run_db(services.execution_promote, live.execution_id)
@@ -528,236 +490,160 @@ async def _wait_until_running(live: LiveTurn) -> AgentExecution | None:
             delay = min(delay * 2, 0.5)
 
 
-@dataclass
-class _TurnContext:
-    config: dict[str, Any]
-    state: dict[str, Any]
-    user_id: Any
-    agent_id: Any
-    owner_id: Any
-    user_role: str
-    history: list[Any]
-    prompt: str | list[Any] | None
-    own_messages: list[Any] = field(default_factory=list)
-    own_usage: dict[str, int] = field(default_factory=dict)
-
-
-def _load_context(execution_id: str, resuming: bool = False) -> _TurnContext:
-    execution = AgentExecution.objects.select_related("session", "agent", "user").get(
-        pk=execution_id
-    )
-    # A queued turn starts, or a paused one resumes, only while the agent
-    # still answers the session's user (it may have changed since).
-    if not agent_answers(agent=execution.agent, user=execution.user):
-        raise services.AgentUnavailable
-    if resuming:
-        return _context_of(execution, execution.session, execution.agent, resuming=True)
-    user_event = (
-        Event.objects.filter(execution_id=execution.pk, author=Event.Author.USER)
-        .only("metadata")
-        .first()
-    )
-    attachments = (
-        (user_event.metadata or {}).get("attachments", []) if user_event else []
-    )
-    return _context_of(
-        execution, execution.session, execution.agent, attachments=attachments
-    )
-
-
-def _context_of(
-    execution: AgentExecution,
-    session: Session,
-    agent: Agent,
-    *,
-    attachments: list[dict[str, Any]] | None = None,
-    resuming: bool = False,
-    config: dict[str, Any] | None = None,
-) -> _TurnContext:
-    """What a run of `execution` needs: the agent's config, the session's
-    state and the model history of the session's earlier turns (all of them,
-    or the last `AGENTRY_HISTORY_TURNS`).
-
-    The config is that of the version the execution recorded when it was
-    opened (`config`, when the caller has just read it): the session's pinned
-    version, or the latest one then. A paused turn resumes on it too, after a
-    restart as well, whatever the owner changed meanwhile.
-    """
-    if config is None:
-        config = _config_at(agent, execution.agent_version)
-    previous = (
-        AgentExecution.objects.filter(session_id=session.pk, finished_at__isnull=False)
-        .exclude(pk=execution.pk)
-        .order_by("-created_at")
-        .values_list("messages", flat=True)
-    )
-    if settings.AGENTRY_HISTORY_TURNS:
-        # Whole turns only: a turn's tool calls and their results stay together.
-        previous = previous[: settings.AGENTRY_HISTORY_TURNS]
-    history: list[Any] = []
-    for messages in reversed(list(previous)):
-        if messages:
-            history.extend(ModelMessagesTypeAdapter.validate_python(messages))
-    # A turn cancelled (or left awaiting approval) between a tool call and its
-    # result leaves calls without returns; closing them out keeps the history
-    # one the model accepts before a new prompt.
-    history = repair_messages(history)
-    if resuming:
-        # The paused run's own messages end with the calls awaiting decisions;
-        # the run continues from them with no new prompt.
-        own = list(execution.messages or [])
-        return _TurnContext(
-            config=config,
-            state=dict(session.state or {}),
-            user_id=execution.user_id,
-            agent_id=agent.pk,
-            owner_id=agent.owner_id,
-            user_role=execution.user.tool_role,
-            history=history
-            + with_attachment_content(ModelMessagesTypeAdapter.validate_python(own)),
-            prompt=None,
-            own_messages=own,
-            own_usage=dict(execution.usage or {}),
-        )
-    return _TurnContext(
-        config=config,
-        state=dict(session.state or {}),
-        user_id=execution.user_id,
-        agent_id=agent.pk,
-        owner_id=agent.owner_id,
-        user_role=execution.user.tool_role,
-        history=history,
-        prompt=_prompt(execution.input, attachments or []),
-    )
-
-
-def _prompt(text: str, attachments: list[dict[str, Any]]) -> str | list[Any]:
-    """The user prompt with its attachments' content (this turn only; the
-    stored history keeps references, see `sessions_app.attachments`)."""
-    return prompt_with_attachments(text, attachments)
-
-
 async def _run(
     live: LiveTurn,
     execution: AgentExecution,
     resume: DeferredToolResults | None = None,
-    context: _TurnContext | None = None,
+    context: TurnContext | None = None,
 ) -> AgentExecution:
-    from agents.factory import TurnDeps, build_agent, usage_limits_for
-
+    """Builds the turn's agent, dispatches its run's events, settles its outcome."""
     started = time.monotonic()
     stream = TurnStream(
         live.execution_id,
         live.session_id,
         set(resume.approvals) if resume is not None else None,
     )
-    usage_handle: Any = None
-    result: Any = None
+    run = _RunState()
     try:
         if context is None:
-            context = await run_db(_load_context, live.execution_id, resume is not None)
-        deps = TurnDeps(
-            user_id=context.user_id,
-            agent_id=context.agent_id,
-            owner_id=context.owner_id,
-            user_role=context.user_role,
-            session_id=live.session_id,
-            state=context.state,
-        )
-        agent = build_agent(context.config, deps=deps)
+            context = await run_db(
+                load_context, live.execution_id, resuming=resume is not None
+            )
+        agent, deps = _build(live, context)
         async with agent.run_stream_events(
             context.prompt,
             message_history=context.history or None,
             deps=deps,
-            usage_limits=usage_limits_for(context.config),
+            usage_limits=_usage_limits(context),
             deferred_tool_results=resume,
             cancellation_token=live.token,
             timeout=settings.AGENTRY_TURN_TIMEOUT,
         ) as events:
-            usage_handle = events
-            async for event in events:
-                if isinstance(event, PartStartEvent) and isinstance(
-                    event.part, TextPart
-                ):
-                    await stream.partial(event.part.content)
-                elif isinstance(event, PartDeltaEvent) and isinstance(
-                    event.delta, TextPartDelta
-                ):
-                    await stream.partial(event.delta.content_delta)
-                elif isinstance(event, FunctionToolCallEvent):
-                    await stream.tool_call(event)
-                elif isinstance(event, FunctionToolResultEvent):
-                    await stream.tool_result(event)
-                elif isinstance(event, AgentRunResultEvent):
-                    result = event.result
-        if result is None:
-            raise UnexpectedModelBehavior("The run ended without a result.")
-        output = result.output
-        messages = context.own_messages + messages_for_storage(result.new_messages())
-        usage = add_usage(context.own_usage, usage_of(result.usage))
-        await stream.flush()
-        text = stream.take_segment()
-        if isinstance(output, DeferredToolRequests):
-            return await _pause_for_approval(live, output, text, usage, messages)
-        if isinstance(output, str):
-            content = text or output
-            stored_output: Any = content
-        else:
-            stored_output = _jsonable(output)
-            content = json.dumps(stored_output, ensure_ascii=False)
+            run.usage_handle = events
+            run.result = await _dispatch(events, stream)
+        outcome = await _settle(live, context, stream, run.result)
         logger.debug(
             "turn %s finished in %.3fs", live.execution_id, time.monotonic() - started
         )
-        return await _finish(
-            live,
-            status=Status.SUCCEEDED,
-            output=stored_output,
-            usage=usage,
-            messages=messages,
-            final=services.EventSpec(
-                author=Event.Author.AGENT,
-                content=content,
-                turn_complete=True,
-                metadata={
-                    "model": context.config.get("model")
-                    or settings.AGENTRY_DEFAULT_MODEL
-                },
-            ),
-        )
-    except TurnRejected as exc:
-        # Found as a queued turn starts or a paused one resumes: its agent no
-        # longer answers the session's user, or its version is gone.
-        return await _finish(live, status=Status.FAILED, error=(exc.code, exc.message))
+        return outcome
     except Exception as exc:
-        status, code, message = classify_failure(exc)
-        if isinstance(exc, RunCancelled) and not isinstance(exc, RunTimedOut):
-            status = (
-                Status.INTERRUPTED if live.reason == "interrupted" else Status.CANCELLED
-            )
-            code = "interrupted" if live.reason == "interrupted" else "cancelled"
-        else:
-            logger.info("turn %s failed: %s (%s)", live.execution_id, code, exc)
-        cancelled = RunCancelled.from_cancellation(exc)
-        messages = None
-        if cancelled is not None:
-            messages = messages_for_storage(cancelled.new_messages())
-        usage = (
-            cancelled.usage
-            if cancelled is not None
-            else getattr(usage_handle, "usage", None)
-        )
-        await stream.flush()
-        partial_text = stream.take_segment()
-        return await _finish(
-            live,
-            status=status,
-            usage=usage_of(usage),
-            messages=messages,
-            error=(code, message),
-            partial_text=partial_text,
-        )
+        return await _settle_failure(live, stream, run, exc)
     finally:
         stream.close()
+
+
+@dataclass
+class _RunState:
+    """What a run left behind, for settling it however it ended."""
+
+    usage_handle: Any = None
+    result: Any = None
+
+
+def _build(live: LiveTurn, context: TurnContext) -> tuple[Any, Any]:
+    from agents.factory import TurnDeps, build_agent
+
+    deps = TurnDeps(
+        user_id=context.user_id,
+        agent_id=context.agent_id,
+        owner_id=context.owner_id,
+        user_role=context.user_role,
+        session_id=live.session_id,
+        state=context.state,
+    )
+    return build_agent(context.config, deps=deps), deps
+
+
+def _usage_limits(context: TurnContext) -> Any:
+    from agents.factory import usage_limits_for
+
+    return usage_limits_for(context.config)
+
+
+async def _dispatch(events: Any, stream: TurnStream) -> Any:
+    """Sends the run's text and tool events on; returns the run's result."""
+    result = None
+    async for event in events:
+        if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+            await stream.partial(event.part.content)
+        elif isinstance(event, PartDeltaEvent) and isinstance(
+            event.delta, TextPartDelta
+        ):
+            await stream.partial(event.delta.content_delta)
+        elif isinstance(event, FunctionToolCallEvent):
+            await stream.tool_call(event)
+        elif isinstance(event, FunctionToolResultEvent):
+            await stream.tool_result(event)
+        elif isinstance(event, AgentRunResultEvent):
+            result = event.result
+    if result is None:
+        raise UnexpectedModelBehavior("The run ended without a result.")
+    return result
+
+
+async def _settle(
+    live: LiveTurn, context: TurnContext, stream: TurnStream, result: Any
+) -> AgentExecution:
+    """Stores a finished run: its answer, or the calls that wait for approval."""
+    output = result.output
+    messages = context.own_messages + messages_for_storage(result.new_messages())
+    usage = add_usage(context.own_usage, usage_of(result.usage))
+    await stream.flush()
+    text = stream.take_segment()
+    if isinstance(output, DeferredToolRequests):
+        return await _pause_for_approval(live, output, text, usage, messages)
+    if isinstance(output, str):
+        content = text or output
+        stored_output: Any = content
+    else:
+        stored_output = _jsonable(output)
+        content = json.dumps(stored_output, ensure_ascii=False)
+    return await _finish(
+        live,
+        status=Status.SUCCEEDED,
+        output=stored_output,
+        usage=usage,
+        messages=messages,
+        final=services.EventSpec(
+            author=Event.Author.AGENT,
+            content=content,
+            turn_complete=True,
+            metadata={
+                "model": context.config.get("model") or settings.AGENTRY_DEFAULT_MODEL
+            },
+        ),
+    )
+
+
+async def _settle_failure(
+    live: LiveTurn, stream: TurnStream, run: _RunState, exc: Exception
+) -> AgentExecution:
+    """Stores a run that did not finish: what it said and used so far, and why."""
+    status, code, message = classify_failure(exc, cancel_reason=live.reason)
+    if isinstance(exc, TurnRejected):
+        # Nothing ran: the execution keeps the usage it had (a resumed turn's).
+        return await _finish(live, status=status, error=(code, message))
+    if status not in (Status.CANCELLED, Status.INTERRUPTED):
+        logger.info("turn %s failed: %s (%s)", live.execution_id, code, exc)
+    cancelled = RunCancelled.from_cancellation(exc)
+    messages = None
+    if cancelled is not None:
+        messages = messages_for_storage(cancelled.new_messages())
+    usage = (
+        cancelled.usage
+        if cancelled is not None
+        else getattr(run.usage_handle, "usage", None)
+    )
+    await stream.flush()
+    partial_text = stream.take_segment()
+    return await _finish(
+        live,
+        status=status,
+        usage=usage_of(usage),
+        messages=messages,
+        error=(code, message),
+        partial_text=partial_text,
+    )
 
 
 async def _pause_for_approval(

@@ -15,6 +15,8 @@ async code):
     executions_abandon_approvals(session)   pending approvals ended by a new message
     execution_heartbeat(ids)                extends the lease of running executions
     executions_sweep_stale(...)             marks executions of dead processes `interrupted`
+    error_event(code, message)              the closing error event of a turn
+    INTERRUPTED_MESSAGE                     what a turn its process stopped under says
 
 Sequence numbers come from `Session.last_sequence`, incremented with an UPDATE in
 the same transaction that inserts the event: the row lock serialises writers of
@@ -38,6 +40,10 @@ from config.validation import INVALID_TEXT
 from sessions_app.models import AgentExecution, ApprovalDecision, Event, Session
 
 Status = AgentExecution.Status
+
+#: The error of a turn whose process stopped under it: swept after a crash, or
+#: ended by this process's own shutdown.
+INTERRUPTED_MESSAGE = "The server stopped while this turn was running."
 
 
 class SessionBusy(Exception):
@@ -600,13 +606,12 @@ def executions_sweep_stale(
         stale = stale.filter(session_id=session_id)
     finished = []
     for execution_id in stale.values_list("pk", flat=True):
-        message = "The server stopped while this turn was running."
         result = execution_finish(
             execution_id,
             status=Status.INTERRUPTED,
             error_code="interrupted",
-            error_message=message,
-            events=[interrupted_event(message)],
+            error_message=INTERRUPTED_MESSAGE,
+            events=[error_event("interrupted", INTERRUPTED_MESSAGE)],
         )
         if result[1]:
             finished.append(result)
@@ -622,7 +627,3 @@ def error_event(code: str, message: str) -> EventSpec:
         error_message=message,
         turn_complete=True,
     )
-
-
-def interrupted_event(message: str) -> EventSpec:
-    return error_event("interrupted", message)

@@ -2,7 +2,9 @@
 
 Public surface:
     TurnStream             partial text frames, stored tool calls and results
-    classify_failure(exc)  (status, error_code, message) for what ended a run
+    classify_failure(exc, *, cancel_reason)
+                           (status, error_code, message) for what ended a run,
+                           cancels and shutdowns included
     usage_of(run_usage), add_usage(a, b), tool_args(part)
 
 The runner owns the run; this module only translates what it yields.
@@ -231,12 +233,27 @@ def add_usage(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
     return {key: before.get(key, 0) + value for key, value in now.items()}
 
 
-def classify_failure(exc: BaseException) -> tuple[str, str, str]:
-    """(status, error_code, message) for an exception that ended a run."""
+def classify_failure(
+    exc: BaseException, *, cancel_reason: str = "cancelled"
+) -> tuple[str, str, str]:
+    """(status, error_code, message) for an exception that ended a run.
+
+    `cancel_reason` is what a cancel of the turn was asked as (`LiveTurn.reason`):
+    a user's cancel, or `interrupted` when this process is shutting down. A
+    task cancelled under the turn (the event loop closing) is interrupted too.
+    """
     if isinstance(exc, RunTimedOut):
         return Status.FAILED, "turn_timeout", "The turn took longer than allowed."
+    if isinstance(exc, asyncio.CancelledError) or (
+        isinstance(exc, RunCancelled) and cancel_reason == "interrupted"
+    ):
+        return Status.INTERRUPTED, "interrupted", services.INTERRUPTED_MESSAGE
     if isinstance(exc, RunCancelled):
         return Status.CANCELLED, "cancelled", "The turn was cancelled."
+    if isinstance(exc, services.TurnRejected):
+        # Found as a queued turn starts or a paused one resumes: its agent no
+        # longer answers the session's user, or its version is gone.
+        return Status.FAILED, exc.code, exc.message
     if isinstance(exc, UsageLimitExceeded):
         return Status.FAILED, "usage_limit_exceeded", str(exc)
     if isinstance(exc, ModelTimeoutError):
