@@ -171,7 +171,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         raw = text_data if text_data is not None else bytes_data
         if raw is not None and len(raw) > settings.AGENTRY_MAX_WS_FRAME_BYTES:
             await self.send_frame(
-                error_frame("message_too_large", "The frame is larger than 1 MiB.")
+                error_frame(
+                    "message_too_large",
+                    "The frame is larger than "
+                    f"{settings.AGENTRY_MAX_WS_FRAME_BYTES} bytes.",
+                )
             )
             return
         try:
@@ -182,7 +186,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         except RecursionError:
-            # The decoder recurses per nesting level: a 1 MiB frame of `[`.
+            # The decoder recurses per nesting level: a frame of nothing but `[`.
             await self.send_frame(error_frame("invalid_frame", TOO_DEEP_MESSAGE))
             return
         if is_too_deep(frame):
@@ -212,33 +216,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame({"type": "pong"})
 
     async def on_message(self, frame: dict[str, Any]) -> None:
-        attachments = frame.get("attachments") or []
-        client_message_id = frame.get("client_message_id") or ""
-        multitask = frame.get("multitask")
-        if (
-            not isinstance(attachments, list)
-            or not isinstance(client_message_id, str)
-            or not (multitask is None or isinstance(multitask, str))
-        ):
-            await self.send_frame(
-                error_frame(
-                    "invalid_frame",
-                    "attachments must be a list, client_message_id and multitask strings.",
-                )
+        try:
+            request = runner.TurnRequest.from_message(
+                frame, session_id=self.session_id, user_id=self.scope["user"].pk
             )
+        except runner.TurnRejected as exc:
+            await self.send_frame(error_frame(exc.code, exc.message))
             return
         if not stream_health.layer_available() and not await stream_health.probe():
             # Nothing is started: its frames could not reach this socket.
             await self.send_frame(error_frame(*STREAM_UNAVAILABLE))
             return
-        request = runner.TurnRequest(
-            session_id=self.session_id,
-            user_id=self.scope["user"].pk,
-            content=frame.get("content"),
-            attachments=attachments,
-            client_message_id=client_message_id,
-            multitask=multitask,
-        )
         try:
             submission = await runner.submit_turn(request)
         except runner.TurnRejected as exc:

@@ -4,7 +4,8 @@ REST (blocking and SSE), the websocket consumer, the admin "try it" page and
 `manage.py chat` all call `submit_turn`; none of them runs a model itself.
 
 Public surface:
-    TurnRequest, Submission, TurnRejected
+    TurnRequest, POLICIES       re-exported from `turn_request` (validated as built)
+    Submission, TurnRejected
     submit_turn(request)        stores the user's message, applies the session's
                                 multitask policy and starts the turn as a task
     cancel_turn(session_id)     cancels the running turn wherever it runs
@@ -32,7 +33,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ from pydantic_ai.exceptions import (
 )
 
 from agents.selectors import agent_answers
-from config.validation import is_invalid_text, is_uuid
+from config.validation import is_uuid
 from sessions_app import approvals, broadcast, limits, selectors, services
 from sessions_app.attachments import messages_for_storage
 from sessions_app.context import TurnContext, config_at, context_of, load_context
@@ -79,21 +79,11 @@ from sessions_app.turn_events import (
     classify_failure,
     usage_of,
 )
+from sessions_app.turn_request import POLICIES, TurnRequest
 
 logger = logging.getLogger(__name__)
 
 Status = AgentExecution.Status
-POLICIES = ("reject", "enqueue", "interrupt")
-
-
-@dataclass
-class TurnRequest:
-    session_id: Any
-    user_id: Any
-    content: str
-    attachments: Sequence[Any] = ()
-    client_message_id: str = ""
-    multitask: str | None = None
 
 
 @dataclass
@@ -110,27 +100,12 @@ class Submission:
 # --------------------------------------------------------------------- validation
 
 
-def validate_content(content: Any) -> str:
-    if not isinstance(content, str) or not content.strip():
-        raise TurnRejected("invalid_message", "content must be a non-empty string.")
-    if len(content) > settings.AGENTRY_MAX_MESSAGE_CHARS:
-        raise TurnRejected(
-            "message_too_large",
-            f"content is longer than {settings.AGENTRY_MAX_MESSAGE_CHARS} characters.",
-            413,
-        )
-    if is_invalid_text(content):
-        raise TurnRejected(
-            "invalid_message",
-            "content must not contain NUL characters or lone surrogates.",
-        )
-    return content
-
-
 def _policy(request: TurnRequest, session: Session) -> str:
     policy = (
         request.multitask or (session.configuration or {}).get("multitask") or "reject"
     )
+    # The request's own policy is valid; a session's stored one may predate
+    # a change of the list.
     if policy not in POLICIES:
         raise TurnRejected(
             "invalid_multitask", f"multitask must be one of {', '.join(POLICIES)}."
@@ -142,11 +117,9 @@ def _policy(request: TurnRequest, session: Session) -> str:
 
 
 def _attachments(request: TurnRequest) -> list[dict[str, Any]]:
-    ids = list(request.attachments or ())
+    ids = list(request.attachments)
     if not ids:
         return []
-    if len(ids) > 20:
-        raise TurnRejected("invalid_attachments", "at most 20 attachments per message.")
     found = {
         str(a.pk): a
         for a in Artifact.objects.filter(
@@ -198,7 +171,7 @@ def _open(request: TurnRequest) -> _Opened:
     admission = limits.turn_admit(
         session=session,
         user_id=request.user_id,
-        client_message_id=request.client_message_id or "",
+        client_message_id=request.client_message_id,
         queued=policy != "reject",
         queued_in_session=sum(turn.status == Status.QUEUED for turn in unfinished),
     )
@@ -208,7 +181,7 @@ def _open(request: TurnRequest) -> _Opened:
             user_id=request.user_id,
             content=request.content,
             metadata={"attachments": attachments} if attachments else {},
-            client_message_id=request.client_message_id or "",
+            client_message_id=request.client_message_id,
             policy="reject" if policy == "reject" else "enqueue",
             model=config.get("model") or settings.AGENTRY_DEFAULT_MODEL,
             busy=any(turn.active for turn in unfinished),
@@ -272,16 +245,12 @@ def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
 async def submit_turn(request: TurnRequest) -> Submission:
     """Stores the user's message and starts (or queues) its turn.
 
-    Raises TurnRejected (nothing stored) for invalid input or, with the
+    Raises TurnRejected (nothing stored) for a session, agent or attachments
+    the request may not use or, with the
     `reject` policy, a busy session (`session_busy`, status 409). A repeated
     `client_message_id` returns the existing execution and runs nothing.
     """
     ensure_supervisor()
-    validate_content(request.content)
-    if len(request.client_message_id or "") > 200:
-        raise TurnRejected(
-            "invalid_message", "client_message_id is longer than 200 characters."
-        )
     try:
         result = await run_db(_open, request)
     except services.SessionBusy:

@@ -274,6 +274,8 @@ def turn_open(
 ) -> OpenedTurn:
     """Stores the user's message and its execution in one transaction.
 
+    The user's event carries `client_message_id`, when given, in its metadata.
+
     `agent_version` is the version the turn runs (the session's pinned one;
     by default the agent's current one); a resumed turn runs it too.
 
@@ -310,6 +312,9 @@ def turn_open(
                 started_at=None if queued else now,
                 heartbeat_at=now,
             )
+            if client_message_id:
+                # Clients match the stored message to the one they sent by it.
+                metadata = {**metadata, "client_message_id": client_message_id}
             user_event = event_append(
                 session.pk,
                 EventSpec(author=Event.Author.USER, content=content, metadata=metadata),

@@ -29,8 +29,8 @@ from sessions_app.models import (
     Event,
     Session,
 )
+from sessions_app.turn_request import POLICIES
 
-MULTITASK_POLICIES = ("reject", "enqueue", "interrupt")
 FOLLOW_LATEST = "latest"
 
 
@@ -145,9 +145,9 @@ class SessionSerializer(StrictModelSerializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("configuration must be a JSON object.")
         policy = value.get("multitask")
-        if policy is not None and policy not in MULTITASK_POLICIES:
+        if policy is not None and policy not in POLICIES:
             raise serializers.ValidationError(
-                f"multitask must be one of {', '.join(MULTITASK_POLICIES)}."
+                f"multitask must be one of {', '.join(POLICIES)}."
             )
         return value
 

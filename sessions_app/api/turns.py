@@ -32,6 +32,7 @@ from config.serializers import StrictCharField, StrictChoiceField, StrictUUIDFie
 from sessions_app import broadcast, runner, selectors, services
 from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Event, Session
+from sessions_app.turn_request import MAX_ATTACHMENTS, MAX_CLIENT_MESSAGE_ID, POLICIES
 
 KEEP_ALIVE_SECONDS = 15.0
 
@@ -52,14 +53,17 @@ class EventStreamRenderer(BaseRenderer):
 
 
 class MessageSerializer(serializers.Serializer):
+    """The shape of a message body, for the schema and field-by-field errors;
+    the request itself is validated as `TurnRequest` builds it."""
+
     content = StrictCharField(trim_whitespace=False)
     attachments = serializers.ListField(
-        child=StrictUUIDField(), required=False, max_length=20
+        child=StrictUUIDField(), required=False, max_length=MAX_ATTACHMENTS
     )
     client_message_id = StrictCharField(
-        required=False, allow_blank=True, max_length=200
+        required=False, allow_blank=True, max_length=MAX_CLIENT_MESSAGE_ID
     )
-    multitask = StrictChoiceField(choices=runner.POLICIES, required=False)
+    multitask = StrictChoiceField(choices=POLICIES, required=False)
 
 
 class RunSerializer(serializers.Serializer):
@@ -122,6 +126,13 @@ def _rejected(exc: runner.TurnRejected) -> ApiError:
     return ApiError(
         exc.code, exc.message, exc.status, details, retry_after=exc.retry_after
     )
+
+
+def _turn_request(**fields: Any) -> runner.TurnRequest:
+    try:
+        return runner.TurnRequest(**fields)
+    except runner.TurnRejected as exc:
+        raise _rejected(exc) from None
 
 
 def _run_blocking(request: runner.TurnRequest) -> AgentExecution:
@@ -226,14 +237,12 @@ class SessionMessagesView(APIView):
         stream = _wants_stream(request)
         body = MessageSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        turn = runner.TurnRequest(
-            session_id=str(session.pk),
-            user_id=request.user.pk,
-            content=body.validated_data["content"],
-            attachments=[str(a) for a in body.validated_data.get("attachments", [])],
-            client_message_id=body.validated_data.get("client_message_id", ""),
-            multitask=body.validated_data.get("multitask"),
-        )
+        try:
+            turn = runner.TurnRequest.from_message(
+                body.validated_data, session_id=str(session.pk), user_id=request.user.pk
+            )
+        except runner.TurnRejected as exc:
+            raise _rejected(exc) from None
         if stream:
             return _stream(turn)
         execution = _run_blocking(turn)
@@ -338,7 +347,7 @@ class AgentRunView(APIView):
                 raise _rejected(exc) from None
         try:
             execution = _run_blocking(
-                runner.TurnRequest(
+                _turn_request(
                     session_id=str(session.pk),
                     user_id=request.user.pk,
                     content=body.validated_data["input"],
