@@ -55,7 +55,6 @@ from pydantic_ai.exceptions import (
 )
 
 from agents.selectors import agent_answers
-from config.validation import is_uuid
 from sessions_app import approvals, broadcast, limits, selectors, services
 from sessions_app.attachments import messages_for_storage
 from sessions_app.context import TurnContext, config_at, context_of, load_context
@@ -71,7 +70,7 @@ from sessions_app.lifecycle import (
     sweep_stale_executions_sync,
     track,
 )
-from sessions_app.models import AgentExecution, Artifact, Event, Session
+from sessions_app.models import AgentExecution, Event, Session
 from sessions_app.services import TurnRejected
 from sessions_app.turn_events import (
     TurnStream,
@@ -120,14 +119,9 @@ def _attachments(request: TurnRequest) -> list[dict[str, Any]]:
     ids = list(request.attachments)
     if not ids:
         return []
-    found = {
-        str(a.pk): a
-        for a in Artifact.objects.filter(
-            pk__in=[i for i in ids if is_uuid(i)],
-            owner_id=request.user_id,
-            session_id=request.session_id,
-        )
-    }
+    found = selectors.attachments_for_turn(
+        user_id=request.user_id, session_id=request.session_id, ids=ids
+    )
     missing = [str(i) for i in ids if str(i) not in found]
     if missing:
         raise TurnRejected(

@@ -6,12 +6,17 @@ Public surface:
     session_for_turn(*, session_id, user_id)   the session a turn runs in, with its agent
                                                and user (raises Session.DoesNotExist)
     events_after(session_id, after_sequence, limit)   stored events in sequence order
+    events_of_execution(execution_id)          one turn's events in sequence order
+    attachments_for_turn(*, user_id, session_id, ids)
+                                               the artifacts among `ids` a turn of
+                                               the user's session may attach, by id
     executions_of(user)
     artifacts_of(user)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
@@ -56,6 +61,25 @@ def events_after(
         session_id=session_id, sequence_number__gt=after_sequence
     ).order_by("sequence_number")
     return events[:limit] if limit is not None else events
+
+
+def events_of_execution(execution_id: Any) -> QuerySet[Event]:
+    return Event.objects.filter(execution_id=execution_id).order_by("sequence_number")
+
+
+def attachments_for_turn(
+    *, user_id: Any, session_id: Any, ids: Sequence[Any]
+) -> dict[str, Artifact]:
+    """The user's artifacts of the session among `ids`, by id; ids that are
+    not ids, or name someone else's or another session's artifact, are absent."""
+    return {
+        str(artifact.pk): artifact
+        for artifact in Artifact.objects.filter(
+            pk__in=[i for i in ids if is_uuid(i)],
+            owner_id=user_id,
+            session_id=session_id,
+        )
+    }
 
 
 def executions_of(user: User) -> QuerySet[AgentExecution]:

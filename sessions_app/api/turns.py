@@ -31,7 +31,7 @@ from config.errors import ApiError
 from config.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
 from sessions_app import broadcast, runner, selectors, services
 from sessions_app.frames import ends_turn, event_payload, execution_payload
-from sessions_app.models import AgentExecution, Event, Session
+from sessions_app.models import AgentExecution, Session
 from sessions_app.turn_request import MAX_ATTACHMENTS, MAX_CLIENT_MESSAGE_ID, POLICIES
 
 KEEP_ALIVE_SECONDS = 15.0
@@ -103,10 +103,11 @@ ServerSentEvent = inline_serializer(
 
 
 def _turn_answer(execution: AgentExecution) -> dict[str, Any]:
-    events = Event.objects.filter(execution_id=execution.pk).order_by("sequence_number")
     return {
         "execution": execution_payload(execution),
-        "events": [event_payload(e) for e in events],
+        "events": [
+            event_payload(e) for e in selectors.events_of_execution(execution.pk)
+        ],
     }
 
 
