@@ -78,13 +78,26 @@ def turn_admit(
     `queued` says the turn will wait in the session's queue (policies
     `enqueue` and `interrupt`); `queued_in_session` is how many already do.
     """
-    if (
-        client_message_id
-        and AgentExecution.objects.filter(
-            session_id=session.pk, client_message_id=client_message_id
-        ).exists()
-    ):
-        return Admission()  # answered with the stored turn; nothing runs
+    try:
+        _check_caps(session, user_id, queued, queued_in_session)
+        return _count_against_rate(user_id)
+    except TurnRejected:
+        # A repeated message is answered with its stored turn, never refused.
+        # Checked only here: a repeat that is admitted is found (and refunded)
+        # by `services.turn_open`, so admitted turns pay no extra query.
+        if (
+            client_message_id
+            and AgentExecution.objects.filter(
+                session_id=session.pk, client_message_id=client_message_id
+            ).exists()
+        ):
+            return Admission()
+        raise
+
+
+def _check_caps(
+    session: Any, user_id: Any, queued: bool, queued_in_session: int
+) -> None:
     if queued and queued_in_session >= settings.AGENTRY_MAX_QUEUED_TURNS:
         raise TurnRejected(
             "queue_full",
@@ -102,7 +115,6 @@ def turn_admit(
             "one to finish.",
             429,
         )
-    return _count_against_rate(user_id)
 
 
 def _count_against_rate(user_id: Any) -> Admission:
