@@ -238,12 +238,14 @@ class LiveServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def migrate(self) -> None:
+    def manage(self, *args: str) -> None:
+        """Runs `manage.py <args>` with the server's environment, logged beside it."""
+        command = " ".join(args)
         with self.log_path.open("ab") as log:
-            log.write(b"$ manage.py migrate --noinput\n")
+            log.write(f"$ manage.py {command}\n".encode())
             log.flush()
             done = subprocess.run(
-                [PYTHON, "manage.py", "migrate", "--noinput"],
+                [PYTHON, "manage.py", *args],
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdout=log,
@@ -254,31 +256,17 @@ class LiveServer:
             )
         if done.returncode:
             raise ProcessError(
-                f"migrate failed ({done.returncode}); {self.log_path}:\n{_tail(self.log_path)}"
+                f"{command} failed ({done.returncode}); {self.log_path}:\n{_tail(self.log_path)}"
             )
+
+    def migrate(self) -> None:
+        self.manage("migrate", "--noinput")
 
     def collect_static(self) -> None:
         """`collectstatic` once per STATIC_ROOT (the checkout's by default)."""
         root = Path(self.env.get("STATIC_ROOT") or PROJECT_ROOT / "staticfiles")
-        if (root / "staticfiles.json").is_file():
-            return
-        with self.log_path.open("ab") as log:
-            log.write(b"$ manage.py collectstatic --noinput\n")
-            log.flush()
-            done = subprocess.run(
-                [PYTHON, "manage.py", "collectstatic", "--noinput"],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=300,
-                check=False,
-            )
-        if done.returncode:
-            raise ProcessError(
-                f"collectstatic failed ({done.returncode}); {self.log_path}:\n{_tail(self.log_path)}"
-            )
+        if not (root / "staticfiles.json").is_file():
+            self.manage("collectstatic", "--noinput")
 
     def start(self) -> LiveServer:
         if self.running():
