@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import signal
-import threading
 import time
 from typing import Any
 
@@ -143,53 +142,66 @@ def test_killed_database_connections_fail_only_in_flight_requests_as_json_503(
         "/api/auth/me",
         "/api/agents/",
     ]
+    database = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(database, autocommit=True) as admin:
+        # Kill every idle pooled connection first: the pool must notice on its
+        # own, so none of these requests may fail.
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (stack.db.name,),
+        )
+    for path in paths:
+        assert api.get(path).status_code == 200, path
 
-    stop = threading.Event()
-
-    def hammer(path: str) -> list[httpx.Response]:
-        with httpx.Client(base_url=server.url, headers=api.headers, timeout=20) as c:
-            responses = []
-            while not stop.is_set():
-                responses.append(c.get(path))
-            return responses
-
+    # Hold a lock on the sessions table so that listing requests are provably
+    # in flight on their backends, then kill exactly those backends.
+    in_flight = 3
     with (
-        concurrent.futures.ThreadPoolExecutor(len(paths)) as pool,
-        psycopg.connect(
-            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True
-        ) as admin,
+        psycopg.connect(stack.db.url) as locker,
+        concurrent.futures.ThreadPoolExecutor(in_flight) as pool,
+        psycopg.connect(database, autocommit=True) as admin,
     ):
-        futures = [pool.submit(hammer, p) for p in paths]
-        terminated, deadline = 0, time.monotonic() + 8
-        seen: list[httpx.Response] = []
-        # Kill the server's backends again and again while requests run on
-        # them, until some request was caught in flight.
-        while time.monotonic() < deadline and not any(f.done() for f in futures):
-            rows = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (stack.db.name,),
-            ).fetchall()
-            terminated += len(rows)
-            time.sleep(0.02)
-            if terminated and probe_failures(server, api, seen):
-                break
-        stop.set()
-        responses = seen + [r for f in futures for r in f.result()]
+        locker.execute("LOCK TABLE sessions_app_session IN ACCESS EXCLUSIVE MODE")
+        futures = [
+            pool.submit(
+                httpx.get,
+                f"{server.url}/api/sessions/",
+                headers=api.headers,
+                timeout=20,
+            )
+            for _ in range(in_flight)
+        ]
+        waiting = wait_for(
+            lambda: _backends_waiting_for_a_lock(admin, stack.db.name, in_flight),
+            timeout=15,
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (waiting,)
+        )
+        locker.rollback()
+        responses = [f.result() for f in futures]
 
-    assert terminated > 0
-    failures = [r for r in responses if r.status_code != 200]
-    for response in failures:
+    for response in responses:
         assert response.status_code == 503, (response.status_code, response.text[:300])
         assert response.headers["content-type"].startswith("application/json")
         assert response.json()["error"]["code"] == "database_unavailable"
-    # Connections killed while idle in the pool fail the request that picks them
-    # up; at least one request must have hit one.
-    assert failures, "no request met a terminated connection"
     # The next requests get fresh connections.
     for path in paths:
         assert api.get(path).status_code == 200
     _assert_healthy(server, api, session["id"])
+
+
+def _backends_waiting_for_a_lock(admin, database: str, count: int) -> list[int] | None:
+    pids = [
+        pid
+        for (pid,) in admin.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = %s AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    ]
+    return pids if len(pids) >= count else None
 
 
 def test_redis_outage_keeps_rest_working_and_websockets_recover_by_resume(
@@ -313,9 +325,3 @@ def api_unreachable(server) -> bool:
     except httpx.HTTPError:
         return True
     return False
-
-
-def probe_failures(server, api, seen: list[httpx.Response]) -> bool:
-    """One more request from the killing loop; True once any request has failed."""
-    seen.append(httpx.get(f"{server.url}/api/auth/me", headers=api.headers, timeout=20))
-    return any(r.status_code != 200 for r in seen)
