@@ -9,7 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.api.views import SecretViewSet
 from agents.api.views import AgentViewSet, ListingViewSet, ToolViewSet
-from config.errors import api_not_found
+from core.errors import api_not_found
 from sessions_app.api.views import ArtifactViewSet, ExecutionViewSet, SessionViewSet
 
 

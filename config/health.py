@@ -18,7 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from config.errors import error_body
+from core.errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -105,7 +105,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "config.validation.RejectInvalidQueryMiddleware",
+    "core.parsers.RejectInvalidQueryMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -133,7 +133,9 @@ TEMPLATES = [
 
 # --- database -----------------------------------------------------------------
 
-DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///db.sqlite3")}
+# An empty DATABASE_URL (a blank line in .env, `DATABASE_URL= make run`) means
+# the default, as an unset one does.
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", "") or "sqlite:///db.sqlite3")}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     if not Path(_db["NAME"]).is_absolute() and _db["NAME"] != ":memory:":
@@ -246,17 +248,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "config.filters.BoundedSearchFilter",
+        "core.filters.BoundedSearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     # JSON bodies only: a form cannot carry the API's lists and objects (DRF
     # reads a `tools` or `decisions` form field as absent). The auth views
     # also take forms, the artifact upload multipart.
-    "DEFAULT_PARSER_CLASSES": ["config.validation.StrictJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "config.openapi.ErrorAwareAutoSchema",
-    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.ErrorAwareAutoSchema",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     # Counters live in the default cache (Redis when REDIS_URL is set), so the
     # limits hold across server processes. "login" counts per account name
     # whatever the address, "login_ip" per address (accounts/api/throttles.py).

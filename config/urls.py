@@ -15,10 +15,10 @@ admin.site.site_header = "Agentry administration"
 admin.site.site_title = "Agentry admin"
 admin.site.index_title = "Agents, sessions and the marketplace"
 
-handler400 = "config.errors.bad_request"
-handler403 = "config.errors.permission_denied"
-handler404 = "config.errors.page_not_found"
-handler500 = "config.errors.server_error"
+handler400 = "core.errors.bad_request"
+handler403 = "core.errors.permission_denied"
+handler404 = "core.errors.page_not_found"
+handler500 = "core.errors.server_error"
 
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),

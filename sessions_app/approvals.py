@@ -40,7 +40,7 @@ from pydantic_ai import (
 )
 
 from agents.models import DEFAULT_APPROVAL_TTL_SECONDS, MAX_APPROVAL_TTL_SECONDS
-from config.validation import is_invalid_text, is_uuid
+from core.text import is_invalid_text, is_uuid
 from sessions_app import services
 from sessions_app.models import AgentExecution, ApprovalDecision, Event
 from sessions_app.services import TurnRejected

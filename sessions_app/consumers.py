@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts import ws_auth
-from config.validation import TOO_DEEP_MESSAGE, is_too_deep
+from core.text import TOO_DEEP_MESSAGE, is_too_deep
 from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
 from sessions_app.frames import error_frame, event_frame

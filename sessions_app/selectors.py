@@ -22,7 +22,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import User
-from config.validation import is_uuid
+from core.text import is_uuid
 from sessions_app.models import AgentExecution, Artifact, Event, Session
 
 

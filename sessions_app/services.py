@@ -36,7 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.selectors import agent_answers
-from config.validation import INVALID_TEXT
+from core.text import INVALID_TEXT
 from sessions_app.models import AgentExecution, ApprovalDecision, Event, Session
 
 Status = AgentExecution.Status

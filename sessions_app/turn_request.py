@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
-from config.validation import is_invalid_text
+from core.text import is_invalid_text
 from sessions_app.services import TurnRejected
 
 POLICIES = ("reject", "enqueue", "interrupt")

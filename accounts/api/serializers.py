@@ -13,7 +13,7 @@ from rest_framework.validators import UniqueValidator
 
 from accounts import secrets
 from accounts.models import Secret, User
-from config.serializers import (
+from core.serializers import (
     StrictBooleanField,
     StrictCharField,
     StrictEmailField,

@@ -32,7 +32,7 @@ from accounts.api.serializers import (
 )
 from accounts.api.throttles import LoginAddressRateThrottle, LoginRateThrottle
 from accounts.models import Secret
-from config.validation import (
+from core.parsers import (
     StrictFormParser,
     StrictJSONParser,
     StrictMultiPartParser,

@@ -32,7 +32,7 @@ from agents.validation import (
     validate_tool_entry,
     validate_usage_limits,
 )
-from config.serializers import (
+from core.serializers import (
     JSONObjectField,
     StrictCharField,
     StrictModelSerializer,

@@ -30,7 +30,7 @@ from agents.api.serializers import (
 from agents.factory import AgentConfigError
 from agents.models import Agent, Listing
 from agents.validation import validate_tool_entry
-from config.filters import StrictBooleanFilter, StrictFilterSet
+from core.filters import StrictBooleanFilter, StrictFilterSet
 from tools.registry import registry
 
 

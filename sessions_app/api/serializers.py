@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from agents.models import Agent
 from agents.selectors import agent_answers, agents_visible_to
-from config.serializers import (
+from core.serializers import (
     JSONObjectField,
     StrictCharField,
     StrictModelSerializer,

@@ -27,8 +27,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.selectors import agents_visible_to
-from config.errors import ApiError
-from config.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
+from core.errors import ApiError
+from core.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
 from sessions_app import broadcast, runner, selectors, services
 from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Session
@@ -40,7 +40,7 @@ KEEP_ALIVE_SECONDS = 15.0
 class EventStreamRenderer(BaseRenderer):
     """Lets `Accept: text/event-stream` (or `?format=sse`) through content
     negotiation; the stream itself is a `StreamingHttpResponse`, and errors
-    before it starts are JSON (`config.errors`)."""
+    before it starts are JSON (`core.errors`)."""
 
     media_type = "text/event-stream"
     format = "sse"

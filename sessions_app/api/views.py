@@ -23,9 +23,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.errors import ApiError, PayloadTooLarge
-from config.filters import StrictFilterSet
-from config.pagination import MAX_POSITION, SequencePagination
+from core.errors import ApiError, PayloadTooLarge
+from core.filters import StrictFilterSet
+from core.pagination import MAX_POSITION, SequencePagination
 from sessions_app import approvals, selectors, services
 from sessions_app.api.serializers import (
     ApprovalDecisionSerializer,

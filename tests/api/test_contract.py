@@ -19,8 +19,8 @@ from django.http import QueryDict
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework import serializers
 
-from config.serializers import StrictBooleanField, StrictChoiceField, StringOnlyMixin
-from config.validation import MAX_JSON_DEPTH
+from core.serializers import StrictBooleanField, StrictChoiceField, StringOnlyMixin
+from core.text import MAX_JSON_DEPTH
 from sessions_app.api.serializers import SessionSerializer
 from tests.api.conftest import assert_error
 from tests.factories import AgentFactory, SessionFactory
@@ -453,4 +453,4 @@ def test_every_api_serializer_takes_strict_strings_and_booleans():
         for cls in classes
         for found in _lenient_fields(cls(), f"{cls.__module__}.{cls.__name__}")
     ]
-    assert lenient == [], "use the strict fields of config.serializers"
+    assert lenient == [], "use the strict fields of core.serializers"

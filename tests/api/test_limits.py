@@ -93,7 +93,7 @@ def _unreachable_database_error():
 
 
 def test_a_query_the_database_refuses_is_a_logged_500_not_an_outage(caplog):
-    from config.errors import api_exception_handler, outage
+    from core.errors import api_exception_handler, outage
 
     error = _refused_query_error()
     assert outage(error) is None
@@ -105,7 +105,7 @@ def test_a_query_the_database_refuses_is_a_logged_500_not_an_outage(caplog):
 
 
 def test_a_database_that_cannot_be_reached_is_a_503_outage():
-    from config.errors import api_exception_handler
+    from core.errors import api_exception_handler
 
     response = api_exception_handler(_unreachable_database_error(), {})
     assert response.status_code == 503

@@ -240,7 +240,7 @@ def test_invalid_execution_status_filter_is_400(client):
 def test_a_row_deleted_under_a_request_answers_404():
     """A view whose object is deleted mid-request (the session's save raises
     DoesNotExist rather than recreating it) answers the JSON 404."""
-    from config.errors import api_exception_handler
+    from core.errors import api_exception_handler
     from sessions_app.models import Session
 
     response = api_exception_handler(Session.DoesNotExist("gone"), {})

@@ -31,7 +31,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.utils.json import strict_constant
 
-from config.validation import (
+from core.text import (
     INVALID_TEXT_MESSAGE,
     TOO_DEEP_MESSAGE,
     invalid_text_path,

@@ -1,13 +1,10 @@
-"""Text that PostgreSQL (or any sane client) cannot store is refused at the edge.
+"""Request bodies and query strings are checked at the edge of the API.
 
-NUL characters are rejected by PostgreSQL's text type and unpaired UTF-16
-surrogates cannot be encoded as UTF-8, so either would surface as a database
-or encoding error deep inside a request. Every request body and query string is
-checked here first and answered with a 400 instead.
+Every request body and query string is checked for text PostgreSQL cannot
+store (`core.text`), for nesting and for size first, and answered with a 400
+(or 413) instead of failing deep inside a request.
 
 Public surface:
-    invalid_text_path(value)   where in a JSON-like value the first bad string is
-    is_too_deep(value)         whether it nests deeper than MAX_JSON_DEPTH
     StrictJSONParser, StrictFormParser, StrictMultiPartParser   DRF parsers that refuse it
                                (JSON and form bodies past AGENTRY_MAX_BODY_BYTES too)
     RejectInvalidQueryMiddleware   the same check (and a length cap) for query
@@ -17,75 +14,18 @@ Public surface:
 from __future__ import annotations
 
 import io
-import re
-import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
-#: What PostgreSQL cannot store in text: NUL, and surrogates that pair nothing.
-INVALID_TEXT = re.compile("[\x00\ud800-\udfff]")
-INVALID_TEXT_MESSAGE = "Text may not contain NUL characters or unpaired surrogates."
-
-
-#: Deepest nesting of arrays and objects accepted: far beyond any real
-#: configuration, well short of the recursion limit that encoding the value
-#: again (for the database, for a response) would hit.
-MAX_JSON_DEPTH = 100
-TOO_DEEP_MESSAGE = f"JSON may not nest more than {MAX_JSON_DEPTH} levels deep."
-
-
-def is_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether lists and mappings in `value` nest more than `limit` levels."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, Mapping):
-            children = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def is_invalid_text(value: str) -> bool:
-    return bool(INVALID_TEXT.search(value))
-
-
-def is_uuid(value: Any) -> bool:
-    """Whether `value` reads as a UUID (ids from URLs, frames and bodies)."""
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
-def invalid_text_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first string (or key) holding NUL or a lone surrogate."""
-    if isinstance(value, str):
-        return (path or "body") if is_invalid_text(value) else None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and is_invalid_text(key):
-                return path or "body"
-            found = invalid_text_path(item, here)
-            if found:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = invalid_text_path(item, f"{path}[{index}]" if path else str(index))
-            if found:
-                return found
-    return None
+from core.text import (
+    INVALID_TEXT_MESSAGE,
+    TOO_DEEP_MESSAGE,
+    invalid_text_path,
+    is_too_deep,
+)
 
 
 def _check(data: Any) -> Any:
@@ -102,9 +42,9 @@ def _check(data: Any) -> Any:
 def _too_large() -> Exception:
     from django.conf import settings
 
-    # Imported here: config.errors imports DRF's views, which read the parser
+    # Imported here: core.errors imports DRF's views, which read the parser
     # settings that name this module.
-    from config.errors import PayloadTooLarge
+    from core.errors import PayloadTooLarge
 
     return PayloadTooLarge(
         f"Request bodies other than uploads are limited to "
@@ -191,9 +131,9 @@ class RejectInvalidQueryMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         problem = _query_problem(request) if request.path.startswith("/api/") else None
         if problem:
-            # Imported here: config.errors imports DRF's views, which read the
+            # Imported here: core.errors imports DRF's views, which read the
             # parser settings that name this module.
-            from config.errors import error_body
+            from core.errors import error_body
 
             return JsonResponse(error_body("invalid_request", problem), status=400)
         return self.get_response(request)

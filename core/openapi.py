@@ -2,7 +2,7 @@
 
 `ErrorAwareAutoSchema` (DRF's `DEFAULT_SCHEMA_CLASS`) adds the standard error
 responses to each operation, all with the one `Error` body of
-`config.errors`, derived from the view rather than repeated on each of them:
+`core.errors`, derived from the view rather than repeated on each of them:
 
 - 400 everywhere: any API request whose query string holds NUL is refused,
   besides bodies and query parameters that fail validation;
@@ -27,7 +27,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 from rest_framework.renderers import JSONRenderer
 
-from config.serializers import StrictCharField
+from core.serializers import StrictCharField
 
 #: Default descriptions of the standard error responses.
 ERROR_DESCRIPTIONS = {
@@ -86,7 +86,7 @@ class ErrorAwareAutoSchema(AutoSchema):
                 int(code), "Error."
             )
             # Errors are JSON whatever the view's other media types
-            # (`config.errors` renders them so).
+            # (`core.errors` renders them so).
             responses[code] = self._get_response_for_code(
                 OpenApiResponse(ErrorSerializer, description=description),
                 code,
