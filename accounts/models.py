@@ -27,6 +27,11 @@ class User(AbstractUser):
         blank=True,
         help_text="Tokens issued before this moment no longer work (logout everywhere).",
     )
+    webhook_secret = models.TextField(
+        blank=True,
+        default="",
+        help_text="Signs this user's webhook deliveries (stored encrypted; shown once).",
+    )
 
     REQUIRED_FIELDS = ["email"]
 

@@ -67,6 +67,16 @@ class Agent(models.Model):
     model_settings = models.JSONField(default=dict, blank=True)
     output_schema = models.JSONField(null=True, blank=True)
     usage_limits = models.JSONField(default=dict, blank=True)
+    workflow = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Workflow agents only: {"steps": [{"name", "agent", "prompt"}]}.',
+    )
+    webhooks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="URLs told when any of this agent's executions finishes.",
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
     visibility = models.CharField(
         max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE

@@ -101,6 +101,23 @@ class AgentExecution(models.Model):
     session = models.ForeignKey(
         Session, on_delete=models.CASCADE, related_name="executions"
     )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
+        help_text="The execution whose delegate tool (or workflow step) ran this one.",
+    )
+    root = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="descendants",
+        help_text="The turn's root execution (itself for a root).",
+    )
+    depth = models.PositiveSmallIntegerField(default=0)
     agent = models.ForeignKey(
         "agents.Agent", on_delete=models.CASCADE, related_name="executions"
     )
@@ -118,6 +135,25 @@ class AgentExecution(models.Model):
     )
     model = models.CharField(max_length=200, blank=True, default="")
     usage = models.JSONField(default=dict, blank=True)
+    # The usage figures reports and budgets add up, as columns so that they
+    # aggregate in SQL; `usage` keeps every counter.
+    requests = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="Null when the model has no known price.",
+    )
+    priced = models.BooleanField(default=False)
+    budget_warning = models.JSONField(null=True, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    webhook_url = models.URLField(max_length=2000, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times another process took this turn over."
+    )
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     messages = models.JSONField(
@@ -144,10 +180,11 @@ class AgentExecution(models.Model):
         ordering = ["-created_at"]
         constraints = [
             # Two turns of one session never run at once, whatever the process.
+            # Children of a delegation tree run while their root does.
             models.UniqueConstraint(
                 fields=["session"],
-                condition=Q(status="running"),
-                name="execution_one_running_per_session",
+                condition=Q(status="running", parent__isnull=True),
+                name="execution_one_running_root_per_session",
             ),
             models.UniqueConstraint(
                 fields=["session", "client_message_id"],
@@ -160,6 +197,7 @@ class AgentExecution(models.Model):
                 fields=["session", "status"], name="execution_session_status_idx"
             ),
             models.Index(fields=["status", "heartbeat_at"], name="execution_lease_idx"),
+            models.Index(fields=["root", "created_at"], name="execution_tree_idx"),
             models.Index(
                 fields=["user", "-created_at"], name="execution_user_recent_idx"
             ),

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import base64
 
-BEFORE = [("sessions_app", "0002_pinned_versions_and_approval_audit")]
+# Every app is pinned: later migrations add columns the historical models of
+# this point do not fill.
+BEFORE = [
+    ("accounts", "0003_header_credentials_to_secrets"),
+    ("agents", "0002_tool_approval_ttl_and_edit"),
+    ("sessions_app", "0002_pinned_versions_and_approval_audit"),
+]
 AFTER = [("sessions_app", "0003_attachments_as_references")]
 IMAGE = base64.b64encode(b"\x89PNG" + b"\0" * 3000).decode()
 
