@@ -21,7 +21,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
-TESTING = "pytest" in sys.modules or env.bool("AGENTRY_TESTING", default=False)
+# pytest's configuration sets AGENTRY_TESTING (pytest-env); processes the tests
+# spawn are given a production-like environment without it.
+TESTING = env.bool("AGENTRY_TESTING", default=False)
 # Build-time commands that never sign or verify anything (the Docker build runs
 # collectstatic without secrets); serving and data commands still need a key.
 _OFFLINE_COMMANDS = {
@@ -135,7 +137,9 @@ TEMPLATES = [
 
 # An empty DATABASE_URL (a blank line in .env, `DATABASE_URL= make run`) means
 # the default, as an unset one does.
-DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", "") or "sqlite:///db.sqlite3")}
+DATABASES = {
+    "default": env.db_url_config(env.str("DATABASE_URL", "") or "sqlite:///db.sqlite3")
+}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     if not Path(_db["NAME"]).is_absolute() and _db["NAME"] != ":memory:":

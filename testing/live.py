@@ -18,6 +18,8 @@ Public surface:
     ApiClient(base_url)               httpx client: register_and_login(), create_agent(),
                                       create_session(), send_message(), all_events(), ws_url()
     server_env(...)                   the environment a LiveServer needs, from the parts above
+    outside_env()                     this environment without the product's settings (for
+                                      any spawned product process)
     stop_process_group(proc, timeout) SIGTERM to a child's process group, SIGKILL after timeout
 
 Every process is started in its own process group (`start_new_session=True`)
@@ -88,8 +90,9 @@ _PRODUCT_VARIABLES = (
     "OPENAI_BASE_URL",
     "OPENAI_API_KEY",
     "DJANGO_SETTINGS_MODULE",
+    "STATIC_ROOT",
 )
-_PRODUCT_PREFIXES = ("AGENTRY_", "DATABASE_POOL_", "PYTEST_", "JWT_")
+_PRODUCT_PREFIXES = ("AGENTRY_", "DATABASE_POOL_", "PYTEST_", "JWT_", "SECURE_")
 
 
 class ProcessError(RuntimeError):
@@ -115,7 +118,9 @@ def _tail(path: Path, lines: int = 60) -> str:
         return f"({path} unreadable)"
 
 
-def _base_env() -> dict[str, str]:
+def outside_env() -> dict[str, str]:
+    """This process's environment without anything that configures the product:
+    the start of every environment a spawned product process gets."""
     return {
         key: value
         for key, value in os.environ.items()
@@ -213,7 +218,7 @@ class LiveServer:
         migrate: bool = True,
         startup_timeout: float = 60.0,
     ) -> None:
-        self.env = {**_base_env(), **env}
+        self.env = {**outside_env(), **env}
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -407,7 +412,7 @@ class FakeModelServer:
                     *self.args,
                 ],
                 cwd=PROJECT_ROOT,
-                env=_base_env(),
+                env=outside_env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

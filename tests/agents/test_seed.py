@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -20,6 +19,7 @@ from django.core.management import CommandError, call_command
 from agents.factory import build_agent, validate_agent_config
 from agents.management.commands.seed_agents import DEFAULT_FILE
 from agents.models import Agent, AgentVersion
+from testing.live import outside_env
 
 pytestmark = pytest.mark.django_db
 
@@ -168,12 +168,7 @@ def test_bare_command_seeds_the_demo_user_once_in_a_real_process(tmp_path):
     """`manage.py seed_agents` with no arguments (DESIGN section 7): the demo
     user owns the agents, its password is printed once, a second run changes
     nothing."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_"))
-        and key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
-    }
+    env = outside_env()
     database = tmp_path / "seed.sqlite3"
     env.update(
         DEBUG="0",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from testing.live import outside_env
 from tests.api.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -265,17 +266,12 @@ def test_the_test_model_is_refused_without_debug_at_the_settings_default(
 
 def test_the_test_model_setting_is_unset_by_default_in_a_server_process():
     """With nothing in the environment the setting is None: it follows DEBUG."""
-    import os
     import subprocess
     import sys
 
     from django.conf import settings as django_settings
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AGENTRY_", "PYTEST_")) and k != "DEBUG"
-    }
+    env = outside_env()
     env.update(
         SECRET_KEY="limits-" + "x" * 50, DJANGO_SETTINGS_MODULE="config.settings"
     )

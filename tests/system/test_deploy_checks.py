@@ -7,7 +7,6 @@ terminated by the proxy with secure cookies, HSTS and the HTTPS redirect.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
@@ -15,6 +14,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from testing.live import outside_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,12 +32,7 @@ PRODUCTION_ENV = {
 
 
 def _check_deploy(**overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_", "SECURE_"))
-        and key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
-    }
+    env = outside_env()
     env.update(PRODUCTION_ENV, SECRET_KEY=secrets.token_urlsafe(64), **overrides)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -84,13 +80,7 @@ def _compose_app_environment() -> dict[str, str]:
 def test_check_deploy_with_composes_defaults_has_no_tls_warnings():
     compose_env = _compose_app_environment()
     assert compose_env["DEBUG"] == "0"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_", "SECURE_"))
-        and key not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
-        and key not in compose_env
-    }
+    env = {k: v for k, v in outside_env().items() if k not in compose_env}
     done = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],
         cwd=PROJECT_ROOT,

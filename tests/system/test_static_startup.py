@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testing.live import DAPHNE, LiveServer, free_port
+from testing.live import DAPHNE, LiveServer, free_port, outside_env
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def production_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AGENTRY_", "PYTEST_", "DJANGO_", "SECURE_"))
-        and key
-        not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "STATIC_ROOT")
-    }
+    env = outside_env()
     (tmp_path / "workspace").mkdir(exist_ok=True)
     env.update(
         DEBUG="0",
