@@ -16,6 +16,14 @@ responses to each operation, all with the one `Error` body of
 Statuses a view declares itself keep their description; a declared error
 without a body gets the `Error` body, under `application/json` only: errors
 are JSON whatever the view's other media types (an SSE stream, a download).
+
+The schema is written for generated clients (openapi-python-client among them):
+
+- an operation that takes JSON documents JSON as its one body, even when it
+  also takes forms (the auth operations): one body per operation gives a
+  generated client one way to send it;
+- an operation open to anonymous callers (register, login, refresh) has an
+  empty `security`, so a generated client calls it without credentials.
 """
 
 from __future__ import annotations
@@ -76,6 +84,8 @@ class ErrorAwareAutoSchema(AutoSchema):
         )
         if operation is None:
             return None
+        if not _requires_authentication(self.view):
+            operation["security"] = []
         responses = operation.setdefault("responses", {})
         for status_code in sorted(self._error_statuses(operation)):
             responses.setdefault(str(status_code), {})
@@ -96,6 +106,12 @@ class ErrorAwareAutoSchema(AutoSchema):
             sorted(responses.items(), key=lambda item: item[0])
         )
         return operation
+
+    def map_parsers(self) -> list[Any]:
+        media_types = super().map_parsers()
+        if JSONRenderer.media_type in media_types:
+            return [JSONRenderer.media_type]
+        return media_types
 
     def _error_statuses(self, operation: dict[str, Any]) -> set[int]:
         statuses = {400, 503}

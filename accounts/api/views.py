@@ -43,21 +43,21 @@ AUTH_PARSERS = [StrictJSONParser, StrictFormParser, StrictMultiPartParser]
 
 
 class AnonymousAuthView(APIView):
-    """An auth endpoint open to anonymous callers; it ignores any credentials sent.
-
-    Its token failures are still 401 (DRF turns them into 403 when a view has no
-    authenticator to name in `WWW-Authenticate`).
-    """
+    """An auth endpoint open to anonymous callers; it ignores any credentials sent."""
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
     parser_classes = AUTH_PARSERS
 
+    # Token failures stay 401: DRF answers 403 instead when a view has no
+    # authenticator to name in `WWW-Authenticate`.
     def get_authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
 class RegisterView(AnonymousAuthView):
+    """Creates an account. Open to anyone; log in afterwards for tokens."""
+
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "register"
 
@@ -78,6 +78,11 @@ class RegisterView(AnonymousAuthView):
 
 
 class LoginView(AnonymousAuthView):
+    """Exchanges a username and password for an access and a refresh token.
+
+    Send the access token as `Authorization: Bearer <access_token>`.
+    """
+
     throttle_classes = [LoginRateThrottle, LoginAddressRateThrottle]
 
     @extend_schema(
@@ -102,6 +107,8 @@ class LoginView(AnonymousAuthView):
 
 
 class RefreshView(AnonymousAuthView):
+    """Exchanges a refresh token for a new token pair; the old refresh token ends."""
+
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "refresh"
 
