@@ -30,6 +30,7 @@ from agents.selectors import agents_visible_to
 from core.errors import ApiError
 from core.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
 from sessions_app import broadcast, runner, selectors, services
+from sessions_app.api.serializers import EventSerializer, ExecutionSerializer
 from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Session
 from sessions_app.turn_request import MAX_ATTACHMENTS, MAX_CLIENT_MESSAGE_ID, POLICIES
@@ -73,15 +74,15 @@ class RunSerializer(serializers.Serializer):
 
 TURN_LIMITED = OpenApiResponse(
     description="rate_limited (AGENTRY_TURN_RATE; retry after `Retry-After`), "
-    "queue_full or too_many_active_turns: the user's turn limits (DESIGN.md "
-    "section 9)"
+    "queue_full or too_many_active_turns: the user's turn limits (see the "
+    "README's limits)"
 )
 
 TurnAnswer = inline_serializer(
     "TurnAnswer",
     {
-        "execution": serializers.DictField(),
-        "events": serializers.ListField(child=serializers.DictField()),
+        "execution": ExecutionSerializer(),
+        "events": EventSerializer(many=True),
     },
 )
 
@@ -312,9 +313,9 @@ class AgentRunView(APIView):
                 "RunAnswer",
                 {
                     "session": serializers.UUIDField(),
-                    "execution": serializers.DictField(),
+                    "execution": ExecutionSerializer(),
                     "output": serializers.JSONField(),
-                    "events": serializers.ListField(child=serializers.DictField()),
+                    "events": EventSerializer(many=True),
                 },
             ),
             429: TURN_LIMITED,
