@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,8 +39,15 @@ Callback = Callable[[], Awaitable[None]]
 
 _callbacks: set[Callback] = set()
 _available = True
-_watchers: dict[int, asyncio.Task[None]] = {}
-_clients: dict[tuple[int, str], Any] = {}
+# Per event loop, weakly keyed by the loop itself: a closed loop's watcher and
+# connections go with it, and a new loop (which may reuse a dead one's id)
+# starts with none.
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def layer_available() -> bool:
@@ -58,8 +66,8 @@ def _client_for(host: Any) -> Any:
     the layer's own publishes, which a busy process keeps in line."""
     import redis.asyncio
 
-    key = (id(asyncio.get_running_loop()), repr(host))
-    client = _clients.get(key)
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(repr(host))
     if client is None:
         options = {
             "socket_connect_timeout": PROBE_TIMEOUT_SECONDS,
@@ -69,7 +77,7 @@ def _client_for(host: Any) -> Any:
             client = redis.asyncio.Redis.from_url(host, **options)
         else:
             client = redis.asyncio.Redis(**{**dict(host), **options})
-        _clients[key] = client
+        clients[repr(host)] = client
     return client
 
 
@@ -88,9 +96,9 @@ async def probe() -> bool:
 def watch(callback: Callback) -> None:
     _callbacks.add(callback)
     loop = asyncio.get_running_loop()
-    task = _watchers.get(id(loop))
+    task = _watchers.get(loop)
     if task is None or task.done():
-        _watchers[id(loop)] = loop.create_task(_watch_forever())
+        _watchers[loop] = loop.create_task(_watch_forever())
 
 
 def unwatch(callback: Callback) -> None:
