@@ -26,6 +26,8 @@ Public surface:
     revoke_user_sockets(user_id, cutoff)  closes the user's sockets authorised before
                                           `cutoff` (every one when None)
     socket_still_authorised(auth)         the per-frame re-check (database read)
+    refusal_reason(scope)                 why a socket was not authenticated, as the
+                                          reason of its 4401 close
     REVOKED_MESSAGE                       the group message type consumers handle
 """
 
@@ -189,6 +191,17 @@ def _authorise_ticket(raw: str) -> tuple[Any, SocketAuth | None]:
     if user is None:
         return AnonymousUser(), None
     return user, SocketAuth(user.pk, grant["issued_at"], grant["expires_at"])
+
+
+def refusal_reason(scope: dict[str, Any]) -> str:
+    """The close reason of an unauthenticated socket, naming what was wrong
+    with its credentials (a close reason holds at most 123 bytes)."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "ticket" in query:
+        return "ticket invalid, expired or already used"
+    if "token" in query:
+        return "access token invalid or expired"
+    return "authentication required: ?ticket= (POST /api/auth/ws-ticket/) or ?token="
 
 
 class _SocketAuthMiddleware:

@@ -4,6 +4,7 @@
 from the group go to the client; client frames become calls to the turn
 runner. It holds no agent logic. Refused connections are accepted and then
 closed, so clients see 4401 (authentication), 4403 (origin) or 4404 (session).
+Every close carries a reason string saying why.
 
 Authorisation lasts as long as the credentials do (`accounts.ws_auth`): the
 socket closes with 4401 when its token expires, when a client frame finds the
@@ -31,7 +32,7 @@ from accounts import ws_auth
 from core.text import TOO_DEEP_MESSAGE, is_too_deep
 from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
-from sessions_app.frames import error_frame, event_frame
+from sessions_app.frames import ErrorFrame, error_frame, event_frame
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ STREAM_UNAVAILABLE = (
     "Live streaming is unavailable (the channel layer cannot be reached). "
     "Reconnect and resume from your last sequence number.",
 )
+STREAM_UNAVAILABLE_REASON = "stream unavailable: reconnect and resume"
 RESUME_PAGE = 500
 
 
@@ -56,7 +58,25 @@ async def refuse_unavailable(receive, send) -> None:
     await send(
         {"type": "websocket.send", "text": json.dumps(error_frame(*STREAM_UNAVAILABLE))}
     )
-    await send({"type": "websocket.close", "code": CLOSE_STREAM_UNAVAILABLE})
+    await send(
+        {
+            "type": "websocket.close",
+            "code": CLOSE_STREAM_UNAVAILABLE,
+            "reason": STREAM_UNAVAILABLE_REASON,
+        }
+    )
+
+
+def refusal_frame(exc: runner.TurnRejected, client_message_id: str) -> ErrorFrame:
+    """The error frame of a refused message; it names the message's
+    `client_message_id` (in `details`), as messages' answers arrive out of order."""
+    details = dict(getattr(exc, "details", None) or {})
+    if client_message_id:
+        details["client_message_id"] = client_message_id
+    frame = error_frame(exc.code, exc.message)
+    if details:
+        frame["error"]["details"] = details
+    return frame
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -81,10 +101,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         user = self.scope.get("user")
         if not self.scope.get("origin_allowed", False):
-            await self.close(CLOSE_FORBIDDEN_ORIGIN)
+            await self.close(CLOSE_FORBIDDEN_ORIGIN, reason="origin not allowed")
             return
         if user is None or not user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
+            await self.close(
+                CLOSE_UNAUTHENTICATED, reason=ws_auth.refusal_reason(self.scope)
+            )
             return
         self.socket_auth = self.scope.get("socket_auth")
         session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
@@ -94,7 +116,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             lambda: selectors.session_of(user=user, session_id=session_id) is not None
         )
         if not owned:
-            await self.close(CLOSE_NOT_FOUND)
+            await self.close(CLOSE_NOT_FOUND, reason="no such session")
             return
         self.session_id = session_id
         try:
@@ -159,7 +181,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Tells the client the live relay is down, then closes (it resumes later)."""
         self.relay_down = True
         await self.send_frame(error_frame(*STREAM_UNAVAILABLE))
-        await self.close(CLOSE_STREAM_UNAVAILABLE)
+        await self.close(CLOSE_STREAM_UNAVAILABLE, reason=STREAM_UNAVAILABLE_REASON)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
@@ -230,7 +252,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             submission = await runner.submit_turn(request)
         except runner.TurnRejected as exc:
-            await self.send_frame(error_frame(exc.code, exc.message))
+            await self.send_frame(refusal_frame(exc, request.client_message_id))
             return
         if submission.duplicate:
             await self.send_frame(submission.frame)
