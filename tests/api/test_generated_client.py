@@ -1,15 +1,17 @@
-"""A client generated from the live schema by openapi-python-client works unedited.
+"""The API as a newcomer meets it, against one live server.
 
-The schema at /api/schema/ is fetched from a running server, a client package is
+A client generated from the live schema by openapi-python-client works unedited:
+the schema at /api/schema/ is fetched from a running server, a client package is
 generated from it offline (no formatting hooks), every one of its modules is
 imported, and the generated functions register, log in, create an agent and a
-session and send a message, as a user of a generated client would.
+session and send a message. The README's REST walk-through runs as written.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from testing.live import LiveServer, server_env
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "agentry_generated_client"
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 
@@ -153,3 +156,22 @@ def test_a_generated_client_registers_logs_in_and_chats(
     authors = [event.author for event in answer.events]
     assert authors[0] == models.AuthorEnum.USER
     assert answer.events[-1].turn_complete is True
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_rest_walk_through_runs_as_written(server: LiveServer) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## REST walk-through", 1)[1]
+    script = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert script is not None
+    text = script.group(1).replace("http://127.0.0.1:8000", server.url)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", text],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The last step prints the agent's answer to the message.
+    assert done.stdout.strip().splitlines()[-1].strip(), done.stdout
