@@ -11,6 +11,7 @@ from accounts.api.views import SecretViewSet
 from agents.api.views import AgentViewSet, ListingViewSet, ToolViewSet
 from core.errors import api_not_found
 from sessions_app.api.views import ArtifactViewSet, ExecutionViewSet, SessionViewSet
+from usage.api.views import BudgetViewSet, ModelPriceViewSet, UsageView
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -30,8 +31,11 @@ router.register("sessions", SessionViewSet, basename="session")
 router.register("executions", ExecutionViewSet, basename="execution")
 router.register("artifacts", ArtifactViewSet, basename="artifact")
 router.register("secrets", SecretViewSet, basename="secret")
+router.register("prices", ModelPriceViewSet, basename="price")
+router.register("budgets", BudgetViewSet, basename="budget")
 
 urlpatterns = [
     *router.urls,
+    re_path(r"^usage/?$", UsageView.as_view(), name="usage"),
     re_path(r"^(?P<unmatched>.*)$", api_not_found),
 ]

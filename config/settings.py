@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "tools",
     "agents",
     "sessions_app",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -377,6 +378,9 @@ AGENTRY_MAX_REQUESTS = env.int("AGENTRY_MAX_REQUESTS", default=100)
 AGENTRY_MAX_TOOL_CALLS = env.int("AGENTRY_MAX_TOOL_CALLS", default=200)
 AGENTRY_MAX_TOTAL_TOKENS = env.int("AGENTRY_MAX_TOTAL_TOKENS", default=0)
 AGENTRY_MAX_MODEL_TIMEOUT = env.float("AGENTRY_MAX_MODEL_TIMEOUT", default=300.0)
+# Tokens a turn reserves from each `block` budget covering it (at most the
+# budget's remainder); the reservation is the turn's token limit (usage/budgets.py).
+AGENTRY_TURN_RESERVATION = env.int("AGENTRY_TURN_RESERVATION", default=50_000)
 # Model strings agents may use: comma-separated globs (`openai:*,anthropic:claude-*`);
 # empty allows every provider pydantic-ai knows. The offline model and the
 # server's AGENTRY_DEFAULT_MODEL are always allowed. pydantic-ai's `test` model

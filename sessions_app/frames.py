@@ -29,7 +29,7 @@ class ExecutionFrame(TypedDict):
 
 class ErrorFrame(TypedDict):
     type: Literal["error"]
-    error: dict[str, str]
+    error: dict[str, Any]
 
 
 Frame = EventFrame | ExecutionFrame | ErrorFrame | dict[str, Any]
@@ -93,6 +93,7 @@ def execution_payload(execution: AgentExecution) -> dict[str, Any]:
         "output": execution.output,
         "model": execution.model,
         "usage": execution.usage,
+        "budget_warning": execution.budget_warning,
         "error_code": execution.error_code or None,
         "error_message": execution.error_message or None,
         "created_at": _iso(execution.created_at),

@@ -11,8 +11,12 @@ the admin, `manage.py chat`) passes through `runner.submit_turn`, which asks
   user has at most `AGENTRY_MAX_ACTIVE_TURNS` queued or running ones (turns
   paused for an approval hold no model and do not count).
 
+- Budgets (DESIGN.md section 11, `usage.budgets`): the turn opens inside the
+  transaction that locks the budgets covering it and reserves its allowance,
+  which then bounds its run's tokens.
+
 Refusals are `TurnRejected` with status 429: `rate_limited` (with
-`retry_after`), `queue_full`, `too_many_active_turns`. A message that repeats
+`retry_after`), `queue_full`, `too_many_active_turns`, `budget_exceeded`. A message that repeats
 a stored `client_message_id` runs nothing and is neither counted nor refused.
 
 Public surface:
@@ -20,6 +24,8 @@ Public surface:
         -> Admission   checks the caps and counts the turn against the rate
     Admission.refund()   gives the count back when the turn was not stored
     parse_rate(rate) -> (turns, seconds)
+    turn_open_budgeted(open_turn, **kwargs)   opens an admitted turn within its budgets
+    bounded_by_budgets(limits, execution_id)  a run's UsageLimits within its allowance
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from sessions_app.models import AgentExecution
 from sessions_app.services import TurnRejected
+from usage.budgets import open_with_reservations, usage_limits
+
+#: Opens an admitted turn (`services.turn_open`) in the transaction that
+#: reserves its budgets; raises `budget_exceeded` when one has nothing left.
+turn_open_budgeted = open_with_reservations
+#: The run's pydantic-ai UsageLimits, at most the turn's reserved allowance.
+bounded_by_budgets = usage_limits
 
 logger = logging.getLogger(__name__)
 

@@ -170,7 +170,8 @@ def _open(request: TurnRequest) -> _Opened:
         queued_in_session=sum(turn.status == Status.QUEUED for turn in unfinished),
     )
     try:
-        opened = services.turn_open(
+        opened = limits.turn_open_budgeted(
+            services.turn_open,
             session=session,
             user_id=request.user_id,
             content=request.content,
@@ -477,7 +478,9 @@ async def _run(
             context.prompt,
             message_history=context.history or None,
             deps=deps,
-            usage_limits=_usage_limits(context),
+            usage_limits=await limits.bounded_by_budgets(
+                _usage_limits(context), live.execution_id
+            ),
             deferred_tool_results=resume,
             cancellation_token=live.token,
             timeout=settings.AGENTRY_TURN_TIMEOUT,

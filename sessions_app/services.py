@@ -38,6 +38,7 @@ from django.utils import timezone
 from agents.selectors import agent_answers
 from core.text import INVALID_TEXT
 from sessions_app.models import AgentExecution, ApprovalDecision, Event, Session
+from usage import accounting as usage_accounting
 
 Status = AgentExecution.Status
 
@@ -54,7 +55,8 @@ class TurnRejected(Exception):
     """A turn (or a decision on one) was refused before anything was stored.
 
     `retry_after` is the seconds after which the same request may succeed
-    (a rate limit); REST answers it as `Retry-After`.
+    (a rate limit); REST answers it as `Retry-After`. `details` go into the
+    error body (REST) and the error frame (websocket).
     """
 
     def __init__(
@@ -64,10 +66,11 @@ class TurnRejected(Exception):
         status: int = 400,
         *,
         retry_after: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
-        self.retry_after = retry_after
+        self.retry_after, self.details = retry_after, details
 
 
 class AgentUnavailable(TurnRejected):
@@ -422,7 +425,9 @@ def execution_finish(
         execution.duration_ms = max(
             0, int((now - execution.started_at).total_seconds() * 1000)
         )
-        execution.save(update_fields=_FINISH_FIELDS)
+        # Its cost and own figures, and its budget reservations given back.
+        settled = usage_accounting.settle(execution)
+        execution.save(update_fields={*_FINISH_FIELDS, *settled})
         stored = events_append(
             execution.session_id, list(events), execution_id=execution.pk
         )

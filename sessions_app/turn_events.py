@@ -223,6 +223,8 @@ def usage_of(usage: Any) -> dict[str, int]:
         "requests": usage.requests,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
         "tool_calls": usage.tool_calls,
         "total_tokens": usage.input_tokens + usage.output_tokens,
     }

@@ -196,7 +196,11 @@ class ExecutionSerializer(StrictModelSerializer):
         allow_null=True, help_text="Final text, or the JSON object."
     )
     usage = serializers.JSONField(
-        help_text="requests, input_tokens, output_tokens, tool_calls"
+        help_text="requests, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, tool_calls, cost_usd (decimal string or null), priced"
+    )
+    budget_warning = serializers.JSONField(
+        allow_null=True, help_text="The `warn` budgets used up as the turn started."
     )
     client_message_id = StrictCharField(allow_null=True)
     error_code = StrictCharField(allow_null=True)
@@ -216,6 +220,7 @@ class ExecutionSerializer(StrictModelSerializer):
             "output",
             "model",
             "usage",
+            "budget_warning",
             "error_code",
             "error_message",
             "created_at",

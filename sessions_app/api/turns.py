@@ -123,7 +123,7 @@ def _rejected(exc: runner.TurnRejected) -> ApiError:
     details = (
         {"retry_after_seconds": exc.retry_after}
         if exc.retry_after is not None
-        else None
+        else exc.details
     )
     return ApiError(
         exc.code, exc.message, exc.status, details, retry_after=exc.retry_after
