@@ -11,6 +11,7 @@
 import { ApiError, get, listAll, post, ref, request, uploadArtifact } from "./api.js";
 import { Conversation, errorInWords } from "./conversation.js";
 import { SessionSocket } from "./socket.js";
+import { SpendMeter } from "./usage.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -44,13 +45,19 @@ const state = {
   uploads: [], // {id?, name, size, status: "uploading" | "ready" | "failed", el}
 };
 
+const spend = new SpendMeter(document.querySelector(".chat-header"));
+spend.refresh();
+
 const conversation = new Conversation(ui.log, {
   onRunningChange: (running) => {
     ui.stop.hidden = !running;
   },
   onGap: (after) => fillGap(after),
   announce,
-  onExecutionFinished: () => refreshSessions(ref(state.session?.agent)),
+  onExecutionFinished: () => {
+    refreshSessions(ref(state.session?.agent));
+    spend.refresh();
+  },
   onDecide: decide,
 });
 

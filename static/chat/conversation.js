@@ -13,6 +13,7 @@
 
 import { ref } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
+import { turnCostParts } from "./usage.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const AWAITING = "awaiting_approval";
@@ -544,6 +545,7 @@ export class Conversation {
     const duration = formatDuration(execution.duration_ms);
     if (duration) parts.push(duration);
     if (execution.model) parts.push(execution.model);
+    parts.push(...turnCostParts(execution));
 
     const meta = el("div", "turn-meta");
     meta.dataset.execution = id;
