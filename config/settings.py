@@ -20,6 +20,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
+# `make run` leaves a development `.env` (DEBUG and a key), so the same
+# checkout's `manage.py` commands work without exporting anything. Variables
+# already set win; the test suite and the processes it spawns never read it.
+ENV_FILE = env.str("AGENTRY_ENV_FILE", default=str(BASE_DIR / ".env"))
+if (
+    ENV_FILE
+    and not env.bool("AGENTRY_TESTING", default=False)
+    and Path(ENV_FILE).is_file()
+):
+    environ.Env.read_env(ENV_FILE)
+
 DEBUG = env.bool("DEBUG", default=False)
 # pytest's configuration sets AGENTRY_TESTING (pytest-env); processes the tests
 # spawn are given a production-like environment without it.
@@ -45,7 +56,8 @@ if not SECRET_KEY:
     if not (DEBUG or TESTING or _OFFLINE):
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set the SECRET_KEY environment variable "
-            "(or DEBUG=1 for local development with a throwaway key)."
+            "(or DEBUG=1 for local development with a throwaway key; `make run` "
+            "writes both to a development .env that manage.py reads)."
         )
     SECRET_KEY = _DEV_SECRET_KEY
     if DEBUG and not TESTING:
@@ -101,6 +113,10 @@ INSTALLED_APPS = [
     "agents",
     "sessions_app",
     "usage",
+    "observability",
+    "django_tasks",
+    "django_tasks_db",
+    "automation",
 ]
 
 MIDDLEWARE = [
@@ -111,6 +127,7 @@ MIDDLEWARE = [
     "core.parsers.RejectInvalidQueryMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "observability.middleware.request_user_middleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -337,11 +354,25 @@ AGENTRY_TURN_TIMEOUT = env.float("AGENTRY_TURN_TIMEOUT", default=600.0)
 # A running turn whose process has not refreshed its heartbeat for this long is
 # taken for dead (killed, crashed) and ended as `interrupted`.
 AGENTRY_TURN_LEASE = env.float("AGENTRY_TURN_LEASE", default=20.0)
+# How many times another process may take over a turn whose lease lapsed,
+# continuing it from its last completed model step (sessions_app.durable);
+# past that the turn ends `interrupted`.
+AGENTRY_TURN_MAX_ATTEMPTS = env.int("AGENTRY_TURN_MAX_ATTEMPTS", default=3)
 # How often each process looks for approvals past their deadline: a pending
 # approval is acted on within this long of expiring (the contract says 10 s).
 AGENTRY_APPROVAL_SWEEP_SECONDS = env.float(
     "AGENTRY_APPROVAL_SWEEP_SECONDS", default=5.0
 )
+# Where turns run: `inline` in the web process that accepted them, `task` on
+# the Django Tasks queue that `manage.py worker` processes (automation.dispatch).
+AGENTRY_TURN_EXECUTION = env.str("AGENTRY_TURN_EXECUTION", default="inline")
+if AGENTRY_TURN_EXECUTION not in ("inline", "task"):
+    raise ImproperlyConfigured("AGENTRY_TURN_EXECUTION must be `inline` or `task`.")
+# How many tasks (turns, webhook deliveries) one worker process runs at once.
+AGENTRY_WORKER_CONCURRENCY = env.int("AGENTRY_WORKER_CONCURRENCY", default=50)
+# A failed webhook delivery is tried again after base * 2**(attempt - 1) s.
+AGENTRY_WEBHOOK_RETRY_BASE = env.float("AGENTRY_WEBHOOK_RETRY_BASE", default=10.0)
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # The offline model's pause between streamed words: readable in a browser,
 # none under tests.
 AGENTRY_OFFLINE_WORD_DELAY = env.float(
@@ -359,6 +390,8 @@ AGENTRY_STREAM_FRAMES_PER_SECOND = env.float(
 # event log keeps everything; a bound makes a long session's turn cost what a
 # short one's does (docs/performance.md, history growth).
 AGENTRY_HISTORY_TURNS = env.int("AGENTRY_HISTORY_TURNS", default=0)
+# How deep delegation goes: a turn's root is depth 0, its delegated children 1, ...
+AGENTRY_MAX_DELEGATION_DEPTH = env.int("AGENTRY_MAX_DELEGATION_DEPTH", default=3)
 # Network tools (http_endpoint, mcp_server, webhooks) refuse loopback, private
 # and other non-public addresses: agent configs are written by ordinary users.
 # Development and tests against local servers turn this on.
@@ -424,15 +457,40 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 
+# --- observability (docs/observability.md) ------------------------------------
+
+# OpenTelemetry traces go over OTLP/HTTP to this collector when set (the
+# exporter also reads the other standard OTEL_EXPORTER_OTLP_* variables).
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+# Prompts, answers and tool arguments stay out of spans unless this is on.
+AGENTRY_TRACE_CONTENT = env.bool("AGENTRY_TRACE_CONTENT", default=False)
+# `GET /metrics` answers 404 unless set; then it wants `Bearer <token>`.
+AGENTRY_METRICS_TOKEN = env.str("AGENTRY_METRICS_TOKEN", default="")
+# Shared by the processes of one deployment so their metrics add up; read by
+# prometheus_client itself (observability/metrics.py).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+
 # --- logging ------------------------------------------------------------------
 
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be `plain` or `json`.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "observability.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Request, user, session, execution and trace ids on every record.
+    "filters": {"context": {"()": "observability.logs.ContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},

@@ -47,6 +47,9 @@ class TurnContext:
     prompt: str | list[Any] | None
     own_messages: list[Any] = field(default_factory=list)
     own_usage: dict[str, int] = field(default_factory=dict)
+    # A taken-over turn's tool events stored before this run (not stored again).
+    stored_tool_calls: frozenset[str] = frozenset()
+    stored_tool_results: frozenset[str] = frozenset()
 
 
 def config_at(agent: Agent, version: int) -> dict[str, Any]:

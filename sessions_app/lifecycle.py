@@ -8,7 +8,12 @@ Public surface:
                                              heartbeats, sweeps, cancels from other processes
     lease()                                  how long a silent turn is taken to be alive
     is_stale(turn)                           whether the sweep would end that unfinished turn
-    sweep_stale_executions[_sync]()          ends turns whose process died as `interrupted`
+    sweep_stale_executions[_sync]()          ends turns whose process died and that no
+                                             process may take over any more as `interrupted`
+    take_over_stale()                        claims the other dead processes' turns and
+                                             continues them here (`sessions_app.durable`)
+    serves_turns                             set by `manage.py worker`: in task mode only
+                                             workers take turns over
     interrupt_live_turns()                   ends this process's turns as `interrupted`
     expire_approvals(now=None)               resumes paused turns past their approval
                                              deadline, their calls denied as expired
@@ -16,7 +21,9 @@ Public surface:
 Every turn of this process is tracked from the moment its row exists. One
 heartbeat per process extends the lease of all of them in a single UPDATE;
 every process also sweeps turns whose heartbeat is older than
-`AGENTRY_TURN_LEASE` (their process was killed or crashed). Heartbeats and
+`AGENTRY_TURN_LEASE` (their process was killed or crashed): it takes each one
+over and continues it from its last completed model step, up to
+`AGENTRY_TURN_MAX_ATTEMPTS` times, then ends it `interrupted`. Heartbeats and
 sweeps run on a thread of their own, so a busy process never misses its own
 heartbeat behind its turns' queries. Every `AGENTRY_APPROVAL_SWEEP_SECONDS`
 each process also claims turns paused for approval past their deadline (one
@@ -112,10 +119,32 @@ def is_stale(turn: services.UnfinishedTurn) -> bool:
     )
 
 
+#: Whether this process runs turns it takes over: every process in inline
+#: mode; with `AGENTRY_TURN_EXECUTION=task` only workers (which set it).
+serves_turns = False
+
+
+def _takes_over() -> bool:
+    return serves_turns or settings.AGENTRY_TURN_EXECUTION == "inline"
+
+
 def sweep_stale_executions_sync(session_id: Any = None) -> int:
-    """Ends executions whose process stopped heart-beating; returns how many."""
-    finished = services.executions_sweep_stale(
-        lease=lease(), session_id=session_id, exclude=list(live_turns)
+    """Ends, as `interrupted`, executions whose process stopped heart-beating
+    and that may not be taken over any more; returns how many."""
+    return len(_sweep(session_id, take_over=False)[1])
+
+
+def _sweep(
+    session_id: Any, *, take_over: bool
+) -> tuple[list[AgentExecution], list[Any]]:
+    """(turns claimed for takeover, turns ended) among the stale ones."""
+    from sessions_app import durable
+
+    finished, claimed = durable.claim_stale(
+        lease=lease(),
+        session_id=session_id,
+        exclude=list(live_turns),
+        take_over=take_over,
     )
     if finished:
         from asgiref.sync import async_to_sync
@@ -128,11 +157,35 @@ def sweep_stale_executions_sync(session_id: Any = None) -> int:
                 logger.debug(
                     "could not publish the sweep of %s", execution.pk, exc_info=True
                 )
-    return len(finished)
+    return claimed, finished
 
 
 async def sweep_stale_executions() -> int:
     return await run_db(sweep_stale_executions_sync)
+
+
+async def take_over_stale() -> int:
+    """Continues here the turns of dead processes this process claims (ending
+    those out of takeovers); returns how many it took over."""
+    from sessions_app import runner
+
+    claimed, _ = await run_db_on(
+        _housekeeping, _sweep, None, take_over=_takes_over()
+    )
+    for execution in claimed:
+        logger.info(
+            "taking over turn %s (takeover %d)", execution.pk, execution.attempts
+        )
+        try:
+            submission = await runner.take_over(execution)
+        except Exception:
+            # Its lease lapses again: the next sweep retries, up to the maximum.
+            logger.warning("taking over %s failed", execution.pk, exc_info=True)
+            continue
+        if submission.task is not None:
+            _background.add(submission.task)
+            submission.task.add_done_callback(_background.discard)
+    return len(claimed)
 
 
 async def expire_approvals(now: dt.datetime | None = None) -> int:
@@ -165,11 +218,15 @@ def ensure_supervisor() -> None:
     if loop in _supervised_loops:
         return
     _supervised_loops.add(loop)
+    from automation import schedules
+
     for housekeeping in (
         _beat_forever(),
         _sweep_forever(),
         _expire_forever(),
         _listen_for_cancels(),
+        # Due schedules, unless workers fire them (task mode, or this is one).
+        *([schedules.run_forever()] if schedules.ticks_in_web_process() else []),
     ):
         task = loop.create_task(housekeeping)
         _background.add(task)
@@ -196,7 +253,7 @@ async def _beat_forever() -> None:
 async def _sweep_forever() -> None:
     while True:
         try:
-            await run_db_on(_housekeeping, sweep_stale_executions_sync)
+            await take_over_stale()
         except Exception:
             logger.warning("sweeping stale executions failed", exc_info=True)
         await asyncio.sleep(SWEEP_SECONDS)

@@ -11,8 +11,14 @@ Public surface:
     cancel_turn(session_id)     cancels the running turn wherever it runs
     submit_approval(...)        decisions on a paused turn's tool calls; resumes it
     resume_claimed(...)         runs on a paused turn its decision or expiry claimed
+    take_over(execution)        continues a dead process's turn that the sweep claimed
+    run_child(tree, execution, context)
+                                runs a delegated child execution inside its parent's
+                                run (`delegation` opens and places it)
+    end_child(tree)             ends a child whose parent's run was torn down under it
     wait_for_execution(sub)     the execution once it has finished
     run_to_completion(request)  submit_turn, then wait_for_execution
+    run_enqueued(execution_id)  a worker's run of a turn queued in task mode
 
 Its helpers: `turn_events` turns a run's pydantic-ai events into stored events
 and frames, `lifecycle` tracks this process's turns (heartbeats, sweeps of
@@ -33,7 +39,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -55,7 +61,17 @@ from pydantic_ai.exceptions import (
 )
 
 from agents.selectors import agent_answers
-from sessions_app import approvals, broadcast, limits, selectors, services
+from automation import dispatch
+from observability.turns import observed_turn, queued_turn, task_context
+from sessions_app import (
+    approvals,
+    broadcast,
+    delegation,
+    durable,
+    limits,
+    selectors,
+    services,
+)
 from sessions_app.attachments import messages_for_storage
 from sessions_app.context import TurnContext, config_at, context_of, load_context
 from sessions_app.db import run_db
@@ -89,6 +105,8 @@ Status = AgentExecution.Status
 class Submission:
     execution: AgentExecution
     duplicate: bool = False
+    #: A worker runs it (`AGENTRY_TURN_EXECUTION=task`): nothing to await here.
+    queued_on_tasks: bool = False
     task: asyncio.Task[AgentExecution | None] | None = None
 
     @property
@@ -181,6 +199,7 @@ def _open(request: TurnRequest) -> _Opened:
             model=config.get("model") or settings.AGENTRY_DEFAULT_MODEL,
             busy=any(turn.active for turn in unfinished),
             agent_version=version,
+            webhook_url=request.webhook_url,
         )
     except BaseException:
         admission.refund()
@@ -272,8 +291,34 @@ async def submit_turn(request: TurnRequest) -> Submission:
         # Untracked, the turn is swept as interrupted once its lease runs out.
         live_turns.pop(live.execution_id, None)
         raise
-    task = asyncio.create_task(_drive(live, execution, context=result.context))
+    if dispatch.task_mode():
+        return await _hand_to_worker(live, execution)
+    task = asyncio.create_task(
+        _drive(live, execution, context=result.context),
+        context=task_context(request.traceparent),
+    )
     return Submission(execution, task=task)
+
+
+async def _hand_to_worker(
+    live: LiveTurn, execution: AgentExecution, resume: DeferredToolResults | None = None
+) -> Submission:
+    """Queues a stored turn for `manage.py worker`, which tracks it from then on."""
+    live_turns.pop(live.execution_id, None)
+    await dispatch.enqueue_turn(execution.pk, resume)
+    return Submission(execution, queued_on_tasks=True)
+
+
+async def run_enqueued(
+    execution_id: str, resume: DeferredToolResults | None = None
+) -> AgentExecution | None:
+    """Runs, in a worker, a turn a web process stored and queued (task mode);
+    a turn that ended meanwhile (cancelled, swept) is left as it is."""
+    ensure_supervisor()
+    execution = await run_db(AgentExecution.objects.filter(pk=execution_id).first)
+    if execution is None or execution.status not in AgentExecution.ACTIVE_STATUSES:
+        return execution
+    return await _drive(track(execution), execution, resume=resume)
 
 
 async def cancel_turn(
@@ -358,7 +403,29 @@ async def resume_claimed(
     await broadcast.publish(
         live.session_id, event_frame(event), execution_frame(execution)
     )
+    if dispatch.task_mode():
+        return await _hand_to_worker(live, execution, results)
     task = asyncio.create_task(_drive(live, execution, resume=results))
+    return Submission(execution, task=task)
+
+
+async def take_over(execution: AgentExecution) -> Submission:
+    """Continues, here, a turn whose process died (`lifecycle` claimed it),
+    from its last completed model step (`durable`)."""
+    live = track(execution)
+    try:
+        plan = await run_db(durable.takeover_plan, live.execution_id)
+        await broadcast.publish(
+            live.session_id,
+            *(event_frame(e) for e in plan.events),
+            execution_frame(execution),
+        )
+    except BaseException:
+        live_turns.pop(live.execution_id, None)
+        raise
+    task = asyncio.create_task(
+        _drive(live, execution, resume=plan.results, context=plan.context)
+    )
     return Submission(execution, task=task)
 
 
@@ -384,6 +451,8 @@ async def wait_for_execution(submission: Submission) -> AgentExecution:
     """
     if submission.task is not None:
         execution = await asyncio.shield(submission.task)
+    elif submission.queued_on_tasks:
+        execution = await dispatch.wait_until_finished(submission.execution.pk)
     else:
         execution = await run_db(
             AgentExecution.objects.filter(pk=submission.execution.pk).first
@@ -409,10 +478,13 @@ async def _drive(
     execution_id, session_id = live.execution_id, live.session_id
     try:
         if execution.status != Status.RUNNING:
-            execution = await _wait_until_running(live)
+            with queued_turn():
+                execution = await _wait_until_running(live)
             if execution is None:
                 return await run_db(AgentExecution.objects.get, pk=execution_id)
-        return await _run(live, execution, resume, context)
+        return await observed_turn(
+            live, execution, _run(live, execution, resume, context)
+        )
     except (AgentExecution.DoesNotExist, Session.DoesNotExist):
         # Deleting a session (or its agent) cascades to the running turn's rows.
         logger.info("turn %s ended: its session was deleted", execution_id)
@@ -459,8 +531,13 @@ async def _run(
     execution: AgentExecution,
     resume: DeferredToolResults | None = None,
     context: TurnContext | None = None,
+    tree: delegation.Tree | None = None,
 ) -> AgentExecution:
-    """Builds the turn's agent, dispatches its run's events, settles its outcome."""
+    """Builds the turn's agent, dispatches its run's events, settles its outcome.
+
+    `tree` places a delegated child in its turn (shared usage, limits and
+    cancel token); a root makes its own.
+    """
     started = time.monotonic()
     stream = TurnStream(
         live.execution_id,
@@ -473,29 +550,100 @@ async def _run(
             context = await run_db(
                 load_context, live.execution_id, resuming=resume is not None
             )
-        agent, deps = _build(live, context)
+        if tree is None:
+            run_limits = await limits.bounded_by_budgets(
+                _usage_limits(context), live.execution_id
+            )
+            tree = delegation.Tree.root_of(live, execution, context, run_limits)
+        if context.config.get("kind") == "workflow":
+            return await _run_workflow(live, execution, context, tree)
+        agent, deps = _build(live, context, tree)
+        stream.already_stored(context.stored_tool_calls, context.stored_tool_results)
         async with agent.run_stream_events(
             context.prompt,
             message_history=context.history or None,
             deps=deps,
-            usage_limits=await limits.bounded_by_budgets(
-                _usage_limits(context), live.execution_id
-            ),
+            usage_limits=tree.limits,
+            usage=tree.usage,
             deferred_tool_results=resume,
             cancellation_token=live.token,
             timeout=settings.AGENTRY_TURN_TIMEOUT,
+            capabilities=[
+                durable.StepSaver(
+                    live.execution_id, context.own_messages, context.own_usage
+                )
+            ],
         ) as events:
             run.usage_handle = events
             run.result = await _dispatch(events, stream)
-        outcome = await _settle(live, context, stream, run.result)
+        outcome = await _settle(live, context, stream, run.result, tree)
         logger.debug(
             "turn %s finished in %.3fs", live.execution_id, time.monotonic() - started
         )
         return outcome
     except Exception as exc:
-        return await _settle_failure(live, stream, run, exc)
+        return await _settle_failure(live, stream, run, exc, tree)
     finally:
         stream.close()
+
+
+async def run_child(
+    tree: delegation.Tree, execution: AgentExecution, context: TurnContext
+) -> AgentExecution:
+    """Runs a child execution opened by `delegation.run_child` to its end."""
+    return await _run(tree.live, execution, context=context, tree=tree)
+
+
+async def end_child(tree: delegation.Tree) -> None:
+    """Ends a child as its turn's cancel (or shutdown) asked, when its
+    parent's run was torn down before the child could settle itself."""
+    live = tree.live
+    status, code, message = classify_failure(
+        asyncio.CancelledError()
+        if live.reason == "interrupted" or not live.token.cancelled
+        else RunCancelled("Cancelled.")
+    )
+    await _finish(
+        live,
+        status=status,
+        usage=tree.own_usage(tree.usage),
+        error=(code, message),
+        closes_turn=False,
+    )
+
+
+async def _run_workflow(
+    live: LiveTurn,
+    execution: AgentExecution,
+    context: TurnContext,
+    tree: delegation.Tree,
+) -> AgentExecution:
+    """A workflow agent's turn: its steps run in order as child executions;
+    the last step's output is the turn's answer, a failed step its error."""
+    steps = (context.config.get("workflow") or {}).get("steps") or []
+    outcome = await delegation.run_workflow(tree, execution.input, steps)
+    usage = add_usage(context.own_usage, tree.own_usage(tree.usage))
+    if live.token.cancelled:
+        status, code, message = classify_failure(
+            RunCancelled("Cancelled."), cancel_reason=live.reason
+        )
+        return await _finish(live, status=status, usage=usage, error=(code, message))
+    if outcome.error is not None:
+        return await _finish(
+            live, status=Status.FAILED, usage=usage, error=outcome.error
+        )
+    return await _finish(
+        live,
+        status=Status.SUCCEEDED,
+        output=outcome.output,
+        usage=usage,
+        final=services.EventSpec(
+            author=Event.Author.AGENT,
+            content=outcome.output,
+            turn_complete=True,
+            metadata={"workflow": True},
+        ),
+    )
 
 
 @dataclass
@@ -506,7 +654,9 @@ class _RunState:
     result: Any = None
 
 
-def _build(live: LiveTurn, context: TurnContext) -> tuple[Any, Any]:
+def _build(
+    live: LiveTurn, context: TurnContext, tree: delegation.Tree
+) -> tuple[Any, Any]:
     from agents.factory import TurnDeps, build_agent
 
     deps = TurnDeps(
@@ -516,6 +666,7 @@ def _build(live: LiveTurn, context: TurnContext) -> tuple[Any, Any]:
         user_role=context.user_role,
         session_id=live.session_id,
         state=context.state,
+        tree=tree,
     )
     return build_agent(context.config, deps=deps), deps
 
@@ -548,14 +699,34 @@ async def _dispatch(events: Any, stream: TurnStream) -> Any:
 
 
 async def _settle(
-    live: LiveTurn, context: TurnContext, stream: TurnStream, result: Any
+    live: LiveTurn,
+    context: TurnContext,
+    stream: TurnStream,
+    result: Any,
+    tree: delegation.Tree,
 ) -> AgentExecution:
-    """Stores a finished run: its answer, or the calls that wait for approval."""
+    """Stores a finished run: its answer, or the calls that wait for approval.
+
+    A child's answer does not complete the turn (its root's does)."""
     output = result.output
     messages = context.own_messages + messages_for_storage(result.new_messages())
-    usage = add_usage(context.own_usage, usage_of(result.usage))
+    usage = add_usage(context.own_usage, tree.own_usage(result.usage))
     await stream.flush()
     text = stream.take_segment()
+    if isinstance(output, DeferredToolRequests) and not tree.is_root:
+        return await _finish(
+            live,
+            status=Status.FAILED,
+            usage=usage,
+            messages=messages,
+            error=(
+                "approval_unsupported",
+                "A delegated agent's tool needs approval, which only the turn's "
+                "own agent may ask for.",
+            ),
+            partial_text=text,
+            closes_turn=False,
+        )
     if isinstance(output, DeferredToolRequests):
         return await _pause_for_approval(live, output, text, usage, messages)
     if isinstance(output, str):
@@ -573,22 +744,30 @@ async def _settle(
         final=services.EventSpec(
             author=Event.Author.AGENT,
             content=content,
-            turn_complete=True,
+            turn_complete=tree.is_root,
             metadata={
                 "model": context.config.get("model") or settings.AGENTRY_DEFAULT_MODEL
             },
         ),
+        closes_turn=tree.is_root,
     )
 
 
 async def _settle_failure(
-    live: LiveTurn, stream: TurnStream, run: _RunState, exc: Exception
+    live: LiveTurn,
+    stream: TurnStream,
+    run: _RunState,
+    exc: Exception,
+    tree: delegation.Tree | None,
 ) -> AgentExecution:
     """Stores a run that did not finish: what it said and used so far, and why."""
     status, code, message = classify_failure(exc, cancel_reason=live.reason)
+    closes_turn = tree is None or tree.is_root
     if isinstance(exc, TurnRejected):
         # Nothing ran: the execution keeps the usage it had (a resumed turn's).
-        return await _finish(live, status=status, error=(code, message))
+        return await _finish(
+            live, status=status, error=(code, message), closes_turn=closes_turn
+        )
     if status not in (Status.CANCELLED, Status.INTERRUPTED):
         logger.info("turn %s failed: %s (%s)", live.execution_id, code, exc)
     cancelled = RunCancelled.from_cancellation(exc)
@@ -605,10 +784,11 @@ async def _settle_failure(
     return await _finish(
         live,
         status=status,
-        usage=usage_of(usage),
+        usage=tree.own_usage(usage) if tree is not None else usage_of(usage),
         messages=messages,
         error=(code, message),
         partial_text=partial_text,
+        closes_turn=closes_turn,
     )
 
 
@@ -665,7 +845,10 @@ async def _finish(
     final: services.EventSpec | None = None,
     error: tuple[str, str] | None = None,
     partial_text: str = "",
+    closes_turn: bool = True,
 ) -> AgentExecution:
+    """Ends the execution with its closing events; only a root's (`closes_turn`)
+    mark the turn complete."""
     specs: list[services.EventSpec] = []
     if partial_text:
         specs.append(
@@ -678,7 +861,7 @@ async def _finish(
     if final is not None:
         specs.append(final)
     if error is not None:
-        specs.append(services.error_event(*error))
+        specs.append(replace(services.error_event(*error), turn_complete=closes_turn))
     execution, events = await run_db(
         services.execution_finish,
         live.execution_id,
@@ -705,6 +888,7 @@ __all__ = [
     "TurnRejected",
     "TurnRequest",
     "cancel_turn",
+    "run_enqueued",
     "run_to_completion",
     "submit_approval",
     "submit_turn",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -39,6 +40,7 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
 )
 
+from observability.turns import note_first_token
 from sessions_app import broadcast, services
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, partial_payload
@@ -83,6 +85,8 @@ class TurnStream:
         self.segment: list[str] = []
         # Calls already stored: a resumed run re-announces the approved ones.
         self.announced = set(announced or ())
+        # Results already stored: a taken-over run answers calls with them.
+        self.resulted: set[str] = set()
         self._held: list[str] = []
         self._last_sent = float("-inf")
         self._timer: asyncio.Task[None] | None = None
@@ -110,6 +114,7 @@ class TurnStream:
     async def partial(self, text: str) -> None:
         if not text:
             return
+        note_first_token()
         self.segment.append(text)
         self._held.append(text)
         if self._timer is not None:
@@ -188,8 +193,16 @@ class TurnStream:
         )
         await self.store(*specs)
 
+    def already_stored(self, calls: Iterable[str], results: Iterable[str]) -> None:
+        """Tool events stored before this run (a taken-over turn's): not again."""
+        self.announced.update(calls)
+        self.resulted.update(results)
+
     async def tool_result(self, event: FunctionToolResultEvent) -> None:
         part = event.part
+        if part.tool_call_id in self.resulted:
+            return
+        self.resulted.add(part.tool_call_id)
         is_error = getattr(part, "outcome", "success") != "success"
         try:
             content = part.model_response_str(wrap_if_error=False)

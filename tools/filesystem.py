@@ -82,6 +82,7 @@ class FindFilesConfig(SandboxedConfig):
     category="filesystem",
     description="Read a UTF-8 text file, or a range of its lines.",
     config_schema=ReadFileConfig,
+    read_only=("read_file",),
 )
 def build_read_file(config: ReadFileConfig, context: ToolContext):
     def read_file(path: str, offset: int = 0, limit: int | None = None) -> dict:
@@ -166,6 +167,7 @@ def build_write_file(config: WriteFileConfig, context: ToolContext):
     category="filesystem",
     description="List the files and directories in a directory.",
     config_schema=ListDirectoryConfig,
+    read_only=("list_directory",),
 )
 def build_list_directory(config: ListDirectoryConfig, context: ToolContext):
     def list_directory(path: str = ".") -> dict:
@@ -207,6 +209,7 @@ def build_list_directory(config: ListDirectoryConfig, context: ToolContext):
     category="filesystem",
     description="Find files whose path matches a glob pattern.",
     config_schema=FindFilesConfig,
+    read_only=("find_files",),
 )
 def build_find_files(config: FindFilesConfig, context: ToolContext):
     excluded = frozenset(config.exclude_dirs)

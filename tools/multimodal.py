@@ -55,6 +55,7 @@ class ArtifactsConfig(ToolConfig):
     category="multimodal",
     description="Let the model list and look at the session's files and images.",
     config_schema=ArtifactsConfig,
+    read_only=("list_artifacts", "view_artifact"),
 )
 def build_artifacts(config: ArtifactsConfig, context: ToolContext):
     def visible_artifacts():

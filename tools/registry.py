@@ -7,6 +7,7 @@ Public surface:
     ToolConfigError, UnknownToolError
     ToolUnavailableError      a toolset's server could not be used when a run began
     toolset_for(tools, ctx)   the pydantic-ai toolset of an agent's enabled tools
+    read_only_tools(tools)    names of the enabled tools safe to run again after a crash
     autodiscover()            imports the built-in kinds and every app's `agent_tools` module
 
 A kind has a name (what `AgentTool.tool` stores), a category, a description, a
@@ -89,6 +90,9 @@ class ToolKind:
     description: str
     config_schema: type[BaseModel]
     build: Builder
+    #: The names of this kind's tools that only read: a call of one cut off by
+    #: a crash is run again when another process takes the turn over.
+    read_only: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -161,12 +165,22 @@ registry = ToolRegistry()
 
 
 def register_tool(
-    name: str, *, category: str, description: str, config_schema: type[BaseModel]
+    name: str,
+    *,
+    category: str,
+    description: str,
+    config_schema: type[BaseModel],
+    read_only: Iterable[str] = (),
 ) -> Callable[[Builder], Builder]:
-    """Registers the decorated builder as the tool kind `name`."""
+    """Registers the decorated builder as the tool kind `name`; `read_only`
+    names its tools that change nothing (safe to run twice)."""
 
     def decorator(build: Builder) -> Builder:
-        registry.register(ToolKind(name, category, description, config_schema, build))
+        registry.register(
+            ToolKind(
+                name, category, description, config_schema, build, tuple(read_only)
+            )
+        )
         return build
 
     return decorator
@@ -198,6 +212,18 @@ def toolset_for(
     if not toolsets:
         return None
     return toolsets[0] if len(toolsets) == 1 else CombinedToolset(toolsets)
+
+
+def read_only_tools(tools: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The names of the read-only tools among an agent config's enabled entries
+    (an entry that requires approval never counts: a rerun would skip it)."""
+    names: set[str] = set()
+    for entry in tools:
+        if not entry.get("enabled", True) or entry.get("requires_approval"):
+            continue
+        if entry.get("tool") in registry:
+            names.update(registry.get(entry["tool"]).read_only)
+    return frozenset(names)
 
 
 def autodiscover() -> None:

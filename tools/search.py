@@ -59,6 +59,7 @@ class GrepSearchConfig(SandboxedConfig):
     category="search",
     description="Search file contents with a regular expression.",
     config_schema=GrepSearchConfig,
+    read_only=("grep_search",),
 )
 def build_grep_search(config: GrepSearchConfig, context: ToolContext):
     excluded = frozenset(config.exclude_dirs)

@@ -161,7 +161,10 @@ async def test_interrupt_policy_leaves_one_winner_and_no_overlap(
         await c.close()
 
 
-def test_sweep_interrupts_turns_of_dead_processes(user, make_session):
+def test_sweep_interrupts_turns_of_dead_processes_out_of_takeovers(
+    user, make_session, settings
+):
+    settings.AGENTRY_TURN_MAX_ATTEMPTS = 0
     session = make_session(user)
     opened = services.turn_open(
         session=session,
@@ -199,9 +202,10 @@ def test_fresh_running_turn_is_not_swept(user, make_session):
     assert lifecycle.sweep_stale_executions_sync() == 0
 
 
-async def test_a_message_to_a_session_whose_turn_died_is_accepted(
-    fake_llm, user, make_session, ws_connect
+async def test_a_message_to_a_session_whose_turn_died_for_good_is_accepted(
+    fake_llm, user, make_session, ws_connect, settings
 ):
+    settings.AGENTRY_TURN_MAX_ATTEMPTS = 0
     session = await sync_to_async(make_session)(user)
     opened = await sync_to_async(services.turn_open)(
         session=session,
