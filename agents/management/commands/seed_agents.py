@@ -102,6 +102,12 @@ class Command(BaseCommand):
                     "It is shown only this once."
                 )
             )
+        elif not options["owner"]:
+            self.stdout.write(
+                f'Sign in as "{DEMO_USERNAME}" with the password shown when it was '
+                "created; to set a new one: .venv/bin/python manage.py "
+                f"changepassword {DEMO_USERNAME}"
+            )
 
     # ---- reading -----------------------------------------------------------------
 
