@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     REPO_ROOT=/data/workspace \
     AGENTRY_WORKSPACES=/data/workspaces
 
-COPY --from=ghcr.io/astral-sh/uv:latest /uv /usr/local/bin/uv
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 
 RUN groupadd --system agentry \
     && useradd --system --gid agentry --home-dir /app --shell /usr/sbin/nologin agentry

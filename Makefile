@@ -8,19 +8,40 @@ PORT ?= 8000
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV_PY := .venv/bin/python
 
-.PHONY: install run test test-fast lint format migrations-check bench audit clean
+# The development .env `make run` leaves for this checkout's manage.py commands.
+ENV_FILE ?= .env
 
-.venv/.installed: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen
+.PHONY: install install-runtime run test test-fast lint format migrations-check bench audit clean
+
+UV_BOOTSTRAP = command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+
+# What serving needs: the runtime dependencies only. `--inexact` keeps the
+# development tools of an earlier `make install`.
+.venv/.installed-runtime: pyproject.toml uv.lock
+	@$(UV_BOOTSTRAP)
+	$(UV) sync --frozen --no-dev --inexact
 	@touch $@
+
+# With the development group: test, lint and audit tools.
+.venv/.installed: pyproject.toml uv.lock
+	@$(UV_BOOTSTRAP)
+	$(UV) sync --frozen
+	@touch $@ .venv/.installed-runtime
+
+install-runtime: .venv/.installed-runtime
 
 install: .venv/.installed
 
-run: install
-	DEBUG=1 $(VENV_PY) manage.py migrate --noinput
-	DEBUG=1 $(VENV_PY) manage.py seed_agents
-	DEBUG=1 .venv/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
+# Written once and kept, so the key (and browser sessions) survive restarts.
+$(ENV_FILE):
+	@printf '%s\n' "# Local development settings, written by make run; never deploy this file." \
+	  "DEBUG=1" "SECRET_KEY=dev-$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > $@
+	@echo "Wrote $@ (DEBUG=1, a development SECRET_KEY): manage.py commands here read it."
+
+run: install-runtime $(ENV_FILE)
+	AGENTRY_ENV_FILE=$(abspath $(ENV_FILE)) DEBUG=1 $(VENV_PY) manage.py migrate --noinput
+	AGENTRY_ENV_FILE=$(abspath $(ENV_FILE)) DEBUG=1 $(VENV_PY) manage.py seed_agents
+	AGENTRY_ENV_FILE=$(abspath $(ENV_FILE)) DEBUG=1 .venv/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 # Browser tests run in a process of their own: Playwright's sync API keeps an
 # event loop on the main thread, which async tests after it cannot share.

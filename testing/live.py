@@ -122,9 +122,13 @@ def outside_env() -> dict[str, str]:
     """This process's environment without anything that configures the product:
     the start of every environment a spawned product process gets."""
     return {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _PRODUCT_VARIABLES and not key.startswith(_PRODUCT_PREFIXES)
+        **{
+            key: value
+            for key, value in os.environ.items()
+            if key not in _PRODUCT_VARIABLES and not key.startswith(_PRODUCT_PREFIXES)
+        },
+        # Nor the development `.env` that `make run` leaves in the checkout.
+        "AGENTRY_ENV_FILE": "",
     }
 
 
