@@ -45,6 +45,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import WebsocketAuthMiddleware  # noqa: E402
 from config.server import serve_request_bodies_to_the_app  # noqa: E402
+from observability.middleware import RequestContextMiddleware  # noqa: E402
 from sessions_app.lifecycle import ensure_supervisor  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
@@ -64,11 +65,13 @@ class TurnSupervisorMiddleware:
         return await self.inner(scope, receive, send)
 
 
-application = TurnSupervisorMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
-        }
+application = RequestContextMiddleware(
+    TurnSupervisorMiddleware(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+            }
+        )
     )
 )

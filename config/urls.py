@@ -10,6 +10,7 @@ from drf_spectacular.views import (
 )
 
 from config.health import health
+from observability.views import metrics_view
 
 admin.site.site_header = "Agentry administration"
 admin.site.site_title = "Agentry admin"
@@ -22,6 +23,7 @@ handler500 = "core.errors.server_error"
 
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(
@@ -36,6 +38,7 @@ urlpatterns = [
     ),
     path("api/auth/", include("accounts.api.urls")),
     path("api/", include("sessions_app.api.turn_urls")),
+    path("api/", include("automation.urls")),
     path("api/", include("config.api_router")),
     path("", include("sessions_app.web.urls")),
 ]

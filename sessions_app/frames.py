@@ -86,6 +86,9 @@ def execution_payload(execution: AgentExecution) -> dict[str, Any]:
         "session": str(execution.session_id),
         "agent": str(execution.agent_id),
         "agent_version": execution.agent_version,
+        "parent": str(execution.parent_id) if execution.parent_id else None,
+        "root": str(execution.root_id or execution.pk),
+        "depth": execution.depth,
         "user": str(execution.user_id),
         "status": execution.status,
         "input": execution.input,
@@ -100,6 +103,7 @@ def execution_payload(execution: AgentExecution) -> dict[str, Any]:
         "started_at": _iso(execution.started_at),
         "finished_at": _iso(execution.finished_at),
         "duration_ms": execution.duration_ms,
+        "trace_id": execution.trace_id or None,
     }
 
 
@@ -116,15 +120,18 @@ def error_frame(code: str, message: str) -> ErrorFrame:
 
 
 def is_terminal(frame: Frame) -> bool:
+    """A turn's root execution finished (a delegated child's end is not the turn's)."""
     return (
         frame.get("type") == "execution"
         and frame["execution"].get("status") in TERMINAL_STATUSES
+        and not frame["execution"].get("parent")
     )
 
 
 def ends_turn(frame: Frame) -> bool:
-    """The turn stops here: it finished, or it waits for an approval."""
+    """The turn stops here: its root finished, or it waits for an approval."""
     return (
         frame.get("type") == "execution"
         and frame["execution"].get("status") in TURN_END_STATUSES
+        and not frame["execution"].get("parent")
     )

@@ -14,6 +14,7 @@ async code):
                                             (a person before the deadline, the sweep after)
     executions_abandon_approvals(session)   pending approvals ended by a new message
     execution_heartbeat(ids)                extends the lease of running executions
+    execution_set_trace_id(id, trace_id)    the trace of an execution's first run
     executions_sweep_stale(...)             marks executions of dead processes `interrupted`
     error_event(code, message)              the closing error event of a turn
     INTERRUPTED_MESSAGE                     what a turn its process stopped under says
@@ -27,6 +28,8 @@ insert rolls back its number, so numbers are unique, gapless and in order.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,7 @@ from django.utils import timezone
 
 from agents.selectors import agent_answers
 from core.text import INVALID_TEXT
+from sessions_app import titles
 from sessions_app.models import AgentExecution, ApprovalDecision, Event, Session
 from usage import accounting as usage_accounting
 
@@ -274,6 +278,7 @@ def turn_open(
     model: str,
     busy: bool | None = None,
     agent_version: int | None = None,
+    webhook_url: str = "",
 ) -> OpenedTurn:
     """Stores the user's message and its execution in one transaction.
 
@@ -303,7 +308,11 @@ def turn_open(
             raise SessionBusy
     try:
         with transaction.atomic():
+            execution_id = uuid.uuid4()
             execution = AgentExecution.objects.create(
+                id=execution_id,
+                # A turn's own execution is the root of its delegation tree.
+                root_id=execution_id,
                 session_id=session.pk,
                 agent_id=session.agent_id,
                 agent_version=agent_version or session.agent.version,
@@ -314,6 +323,7 @@ def turn_open(
                 model=model,
                 started_at=None if queued else now,
                 heartbeat_at=now,
+                webhook_url=webhook_url,
             )
             if client_message_id:
                 # Clients match the stored message to the one they sent by it.
@@ -323,6 +333,7 @@ def turn_open(
                 EventSpec(author=Event.Author.USER, content=content, metadata=metadata),
                 execution_id=execution.pk,
             )
+            titles.title_untitled_session(session, content)
     except IntegrityError:
         existing = _existing(session.pk, client_message_id)
         if existing is not None:
@@ -431,7 +442,15 @@ def execution_finish(
         stored = events_append(
             execution.session_id, list(events), execution_id=execution.pk
         )
+        if status in AgentExecution.FINAL_STATUSES:
+            transaction.on_commit(functools.partial(_tell_webhooks, execution))
     return execution, stored
+
+
+def _tell_webhooks(execution: AgentExecution) -> None:
+    from automation.webhooks import execution_finished
+
+    execution_finished(execution)
 
 
 class NotAwaitingApproval(Exception):
@@ -590,6 +609,13 @@ def executions_abandon_approvals(
             )
         abandoned.append((execution, events))
     return abandoned
+
+
+def execution_set_trace_id(execution_id: Any, trace_id: str) -> None:
+    """Stores the trace of an execution's first run (later runs keep it)."""
+    AgentExecution.objects.filter(pk=execution_id, trace_id="").update(
+        trace_id=trace_id
+    )
 
 
 def execution_heartbeat(execution_ids: Iterable[Any]) -> None:

@@ -32,6 +32,7 @@ from sessions_app.services import TurnRejected
 POLICIES = ("reject", "enqueue", "interrupt")
 MAX_ATTACHMENTS = 20
 MAX_CLIENT_MESSAGE_ID = 200
+MAX_TRACEPARENT = 512
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,23 @@ class TurnRequest:
     attachments: Sequence[Any] = ()
     client_message_id: str = ""
     multitask: str | None = None
+    #: The caller's W3C trace context; the turn's span joins that trace.
+    traceparent: str = ""
+    #: Told when the turn's execution ends (background runs; checked by their API).
+    webhook_url: str = ""
 
     def __post_init__(self) -> None:
         if (
             not isinstance(self.attachments, list | tuple)
             or not isinstance(self.client_message_id, str)
             or not (self.multitask is None or isinstance(self.multitask, str))
+            or not isinstance(self.traceparent, str)
+            or len(self.traceparent) > MAX_TRACEPARENT
         ):
             raise TurnRejected(
                 "invalid_frame",
-                "attachments must be a list, client_message_id and multitask strings.",
+                "attachments must be a list, client_message_id, multitask and "
+                f"traceparent strings (traceparent at most {MAX_TRACEPARENT} characters).",
             )
         _check_content(self.content)
         if len(self.client_message_id) > MAX_CLIENT_MESSAGE_ID:
@@ -82,6 +90,7 @@ class TurnRequest:
             attachments=message.get("attachments") or [],
             client_message_id=message.get("client_message_id") or "",
             multitask=message.get("multitask"),
+            traceparent=message.get("traceparent") or "",
         )
 
 

@@ -21,7 +21,14 @@ def test_every_setting_the_code_reads_is_in_the_readme():
             (root / "config" / "settings.py").read_text(),
         )
     )
-    for app in ("accounts", "agents", "config", "sessions_app", "tools"):
+    for app in (
+        "accounts",
+        "agents",
+        "config",
+        "sessions_app",
+        "tools",
+        "observability",
+    ):
         for module in (root / app).rglob("*.py"):
             read |= set(
                 re.findall(

@@ -190,6 +190,15 @@ class EventPageSerializer(serializers.Serializer):
 
 class ExecutionSerializer(StrictModelSerializer):
     session = StrictUUIDField(source="session_id")
+    parent = StrictUUIDField(
+        source="parent_id",
+        allow_null=True,
+        help_text="The execution whose delegate tool or workflow step ran this one; "
+        "null for a turn's root.",
+    )
+    root = StrictUUIDField(
+        source="root_id", help_text="The turn's root execution (itself for a root)."
+    )
     agent = StrictUUIDField(source="agent_id")
     user = StrictUUIDField(source="user_id")
     output = serializers.JSONField(
@@ -205,6 +214,10 @@ class ExecutionSerializer(StrictModelSerializer):
     client_message_id = StrictCharField(allow_null=True)
     error_code = StrictCharField(allow_null=True)
     error_message = StrictCharField(allow_null=True)
+    trace_id = StrictCharField(
+        allow_null=True,
+        help_text="The W3C trace id (32 lowercase hex digits) of the turn's spans.",
+    )
 
     class Meta:
         model = AgentExecution
@@ -213,6 +226,9 @@ class ExecutionSerializer(StrictModelSerializer):
             "session",
             "agent",
             "agent_version",
+            "parent",
+            "root",
+            "depth",
             "user",
             "status",
             "input",
@@ -227,6 +243,7 @@ class ExecutionSerializer(StrictModelSerializer):
             "started_at",
             "finished_at",
             "duration_ms",
+            "trace_id",
         ]
         read_only_fields = fields
 

@@ -33,7 +33,12 @@ from sessions_app import broadcast, runner, selectors, services
 from sessions_app.api.serializers import EventSerializer, ExecutionSerializer
 from sessions_app.frames import ends_turn, event_payload, execution_payload
 from sessions_app.models import AgentExecution, Session
-from sessions_app.turn_request import MAX_ATTACHMENTS, MAX_CLIENT_MESSAGE_ID, POLICIES
+from sessions_app.turn_request import (
+    MAX_ATTACHMENTS,
+    MAX_CLIENT_MESSAGE_ID,
+    MAX_TRACEPARENT,
+    POLICIES,
+)
 
 KEEP_ALIVE_SECONDS = 15.0
 
@@ -65,6 +70,13 @@ class MessageSerializer(serializers.Serializer):
         required=False, allow_blank=True, max_length=MAX_CLIENT_MESSAGE_ID
     )
     multitask = StrictChoiceField(choices=POLICIES, required=False)
+    traceparent = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_TRACEPARENT,
+        help_text="W3C trace context: the turn's span joins the caller's trace "
+        "(as with a `traceparent` header).",
+    )
 
 
 class RunSerializer(serializers.Serializer):
