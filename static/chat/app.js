@@ -8,6 +8,7 @@
  * reload comes back to the same conversation.
  */
 
+import { AgentsView } from "./agents.js";
 import { ApiError, get, listAll, post, ref, request, uploadArtifact } from "./api.js";
 import { Conversation, errorInWords } from "./conversation.js";
 import { SessionSocket } from "./socket.js";
@@ -61,6 +62,19 @@ const conversation = new Conversation(ui.log, {
   onDecide: decide,
 });
 
+const agentsView = new AgentsView({
+  root: $("#agents-view"),
+  main: $("#main"),
+  onChanged: () => loadSidebar(),
+  onChat: (agent) => startSession(agent),
+  announce,
+});
+
+function showAgents(options) {
+  setSidebarOpen(false);
+  agentsView.open(options);
+}
+
 const APPROVAL_ERRORS = new Set(["invalid_approval", "not_awaiting_approval", "not_found"]);
 
 function announce(text) {
@@ -111,7 +125,9 @@ function renderSidebar() {
     const empty = document.createElement("div");
     empty.className = "muted sidebar-empty";
     empty.innerHTML =
-      '<p>You have no agents yet.</p><p>Create one through the <a href="/api/docs/">API</a>.</p>';
+      '<p>You have no agents yet.</p><p><button type="button" class="button button-primary">Create an agent</button></p>' +
+      "<p>or add one from the marketplace under <strong>Manage agents</strong>.</p>";
+    empty.querySelector("button").addEventListener("click", () => showAgents({ create: true }));
     ui.agents.replaceChildren(empty);
     return;
   }
@@ -244,6 +260,7 @@ function agentOf(session) {
 
 async function openSession(sessionId) {
   leaveSession();
+  agentsView.close();
   const token = state.loadToken;
   state.sessionId = sessionId;
   clearUploads();
@@ -514,6 +531,7 @@ ui.sidebarToggle.addEventListener("click", () =>
   setSidebarOpen(!ui.sidebar.classList.contains("open")),
 );
 ui.scrim.addEventListener("click", () => setSidebarOpen(false));
+$("#manage-agents").addEventListener("click", () => showAgents());
 
 async function start() {
   await loadSidebar();
