@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import secrets
-from agents import services
+from agents import delegation, services
 from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
 from agents.models import (
     EDITABLE_FIELDS,
@@ -73,13 +73,30 @@ class AgentToolFormSet(forms.BaseInlineFormSet):
         super().clean()
         owner_id = getattr(self.instance, "owner_id", None)
         tools = [
-            {"tool": form.cleaned_data["tool"], "config": form.cleaned_data["config"]}
+            {
+                "tool": form.cleaned_data["tool"],
+                "config": form.cleaned_data["config"],
+                "enabled": form.cleaned_data.get("enabled", True),
+            }
             for form in self.forms
             if form.is_valid()
             and form.cleaned_data.get("tool")
             and not form.cleaned_data.get("DELETE")
         ]
-        if owner_id is None or not tools:
+        if owner_id is None:
+            return
+        # Delegate targets and workflow steps (the agent form's, as cleaned).
+        try:
+            delegation.check_targets(
+                owner=owner_id,
+                agent_id=self.instance.pk if not self.instance._state.adding else None,
+                kind=self.instance.kind,
+                tools=tools,
+                workflow=self.instance.workflow,
+            )
+        except AgentConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if not tools:
             return
         try:
             secrets.tool_headers_check(owner_id=owner_id, tools=tools)
@@ -134,6 +151,12 @@ class AgentAdminForm(forms.ModelForm):
 
     def clean_usage_limits(self) -> Any:
         return self._check("usage_limits", validate_usage_limits)
+
+    def clean_workflow(self) -> Any:
+        try:
+            return delegation.validate_workflow(self.cleaned_data.get("workflow"))
+        except AgentConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 @admin.register(Agent)

@@ -99,6 +99,9 @@ class TurnDeps:
     #: The session user's role: what its file tools may do (`User.tool_role`).
     user_role: str = "user"
     state: dict[str, Any] = field(default_factory=dict)
+    #: Where the run sits in its turn's tree (`sessions_app.delegation.Tree`),
+    #: for `delegate` tools; None outside a turn.
+    tree: Any = None
 
 
 # ---- validation ----------------------------------------------------------------

@@ -24,6 +24,7 @@ CONFIG_FIELDS = (
     "output_schema",
     "usage_limits",
     "kind",
+    "workflow",
 )
 DEFAULT_APPROVAL_TTL_SECONDS = 1800
 MAX_APPROVAL_TTL_SECONDS = 604_800

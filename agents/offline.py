@@ -12,6 +12,8 @@ word like a real model (usage is estimated from the words exchanged):
 - Asked to list, read, search or find files, it calls the matching tool the
   agent offers (`list_directory`, `read_file`, `grep_search`, `find_files`),
   then answers from the tool's result, quoting it.
+- Asked to "ask the <name> to <task>", it calls the agent's `ask_<name>`
+  delegation tool with that task, then quotes the other agent's answer.
 - With structured output it calls the output tool with a value built from the
   schema (required properties filled with plausible values by type).
 - Otherwise it says what it is, echoes the request and explains how to set a
@@ -67,6 +69,9 @@ _FIND = re.compile(
     r"\bfind\s+(?:all\s+)?(?:the\s+)?(?:files?\s+)?(?:named\s+|called\s+|matching\s+)?"
     r"[`'\"]?([\w./*?-]+)",
     re.IGNORECASE,
+)
+_DELEGATE = re.compile(
+    r"\bask\s+(?:the\s+|my\s+|our\s+)?(\w+)\s+(?:to\s+)?(.+?)\s*$", re.IGNORECASE
 )
 _NOISE_WORDS = {"the", "a", "an", "all", "files", "file", "for", "me", "out", "it"}
 
@@ -171,6 +176,10 @@ def _intents(prompt: str) -> list[tuple[str, dict[str, Any]]]:
     """Tool calls the prompt may be asking for, most specific first."""
     text = " ".join(prompt.split())
     intents: list[tuple[str, dict[str, Any]]] = []
+    if delegate := _DELEGATE.search(text):
+        intents.append(
+            (f"ask_{delegate.group(1).lower()}", {"task": delegate.group(2)})
+        )
     where = _WHERE.search(text)
     if (glob := _GLOB.search(text)) or (
         (found := _FIND.search(text)) and found.group(1).lower() not in _NOISE_WORDS

@@ -6,6 +6,8 @@ Public surface:
     agents_runnable_by(*, user) agents whose turns the user may start
     agent_answers(*, agent, user)   the same rule, on an agent already loaded
     agent_config_at(*, agent, version)  the config the agent runs with at a version
+    delegation_target(*, owner_id, agent_id)  the agent a delegation of an agent
+                                owned by `owner_id` may run now, or None
     listings_visible_to(user)   own listings plus every approved listing
 
 "Runnable" is narrower than "visible": an inactive agent runs for nobody, not
@@ -69,6 +71,20 @@ def agent_config_at(*, agent: Agent, version: int) -> dict[str, Any]:
         return agent.config_snapshot()
     return AgentVersion.objects.values_list("config", flat=True).get(
         agent=agent, version=version
+    )
+
+
+def delegation_target(*, owner_id: Any, agent_id: Any) -> Agent | None:
+    """The agent `agent_id`, if an agent owned by `owner_id` may hand work to it
+    now: the owner's own or a public one, and active (checked on every run)."""
+    return (
+        Agent.objects.filter(
+            Q(owner_id=owner_id) | Q(visibility=Agent.Visibility.PUBLIC),
+            pk=agent_id,
+            is_active=True,
+        )
+        .prefetch_related("tools")
+        .first()
     )
 
 

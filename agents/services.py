@@ -47,8 +47,13 @@ from agents.models import (
 
 
 def _runtime_config(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """What decides a version: the snapshot minus name and description."""
-    return {k: v for k, v in snapshot.items() if k not in ("name", "description")}
+    """What decides a version: the snapshot minus name and description (and
+    an unset workflow, which versions stored before workflows lack)."""
+    return {
+        k: v
+        for k, v in snapshot.items()
+        if k not in ("name", "description") and not (k == "workflow" and v is None)
+    }
 
 
 def _with_stored_secrets(

@@ -204,13 +204,23 @@ class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "agent_version",
         "user",
         "status",
+        "depth",
+        "parent",
         "model",
         "tokens",
         "duration_ms",
         "created_at",
     )
-    list_filter = ("status", "model", "created_at")
-    search_fields = ("id", "input", "error_code", "agent__name", "user__username")
+    list_filter = ("status", "depth", "model", "created_at")
+    # Searching a root's id lists its whole tree.
+    search_fields = (
+        "id",
+        "root__id",
+        "input",
+        "error_code",
+        "agent__name",
+        "user__username",
+    )
     date_hierarchy = "created_at"
     exclude = ("messages",)
     inlines = [ApprovalDecisionInline]

@@ -13,7 +13,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts import secrets
-from agents import selectors, services
+from agents import delegation, selectors, services
 from agents.factory import (
     MAX_INSTRUCTIONS_CHARS,
     AgentConfigError,
@@ -76,6 +76,12 @@ class AgentSerializer(StrictModelSerializer):
     model_settings = JSONObjectField(required=False)
     output_schema = JSONObjectField(required=False, allow_null=True)
     usage_limits = JSONObjectField(required=False)
+    workflow = JSONObjectField(
+        required=False,
+        allow_null=True,
+        help_text='Workflow agents only: {"steps": [{"name", "agent", "prompt"}]}, '
+        "1 to 20 steps; a prompt may use {input} and {previous} (its default).",
+    )
 
     class Meta:
         model = Agent
@@ -91,6 +97,7 @@ class AgentSerializer(StrictModelSerializer):
             "output_schema",
             "usage_limits",
             "kind",
+            "workflow",
             "visibility",
             "is_active",
             "version",
@@ -120,6 +127,12 @@ class AgentSerializer(StrictModelSerializer):
     def validate_usage_limits(self, value: Any) -> Any:
         return _config_check(validate_usage_limits, value)
 
+    def validate_workflow(self, value: Any) -> Any:
+        try:
+            return delegation.validate_workflow(value)
+        except AgentConfigError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
         request = self.context.get("request")
@@ -131,7 +144,29 @@ class AgentSerializer(StrictModelSerializer):
                 secrets.tool_headers_check(owner_id=owner.pk, tools=attrs["tools"])
             except secrets.SecretReferenceError as exc:
                 raise serializers.ValidationError({"tools": [str(exc)]}) from None
+        if owner is not None:
+            self._check_delegation(owner, attrs)
         return attrs
+
+    def _check_delegation(self, owner: Any, attrs: dict[str, Any]) -> None:
+        """Delegate targets and workflow steps: visible, no cycle, not too deep."""
+        instance = self.instance
+        tools = attrs.get("tools")
+        if tools is None:
+            tools = (
+                [tool.as_config() for tool in instance.tools.all()] if instance else []
+            )
+        try:
+            delegation.check_targets(
+                owner=owner,
+                agent_id=instance.pk if instance is not None else None,
+                kind=attrs.get("kind", instance.kind if instance else "dynamic"),
+                tools=tools,
+                workflow=attrs.get("workflow", instance.workflow if instance else None),
+            )
+        except AgentConfigError as exc:
+            field = "workflow" if "workflow" in str(exc).lower() else "tools"
+            raise serializers.ValidationError({field: [str(exc)]}) from None
 
     def to_representation(self, instance: Agent) -> dict[str, Any]:
         data = super().to_representation(instance)

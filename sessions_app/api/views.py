@@ -193,10 +193,14 @@ class ExecutionFilter(StrictFilterSet):
     session = django_filters.UUIDFilter(field_name="session_id")
     agent = django_filters.UUIDFilter(field_name="agent_id")
     status = django_filters.ChoiceFilter(choices=AgentExecution.Status.choices)
+    root = django_filters.UUIDFilter(
+        field_name="root_id", help_text="The executions of one turn's tree."
+    )
+    parent = django_filters.UUIDFilter(field_name="parent_id")
 
     class Meta:
         model = AgentExecution
-        fields = ["session", "agent", "status"]
+        fields = ["session", "agent", "status", "root", "parent"]
 
 
 class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):

@@ -24,7 +24,15 @@ from testing.live import outside_env
 pytestmark = pytest.mark.django_db
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEMO_SLUGS = {"repository-assistant", "task-extractor", "chat"}
+DEMO_SLUGS = {
+    "repository-assistant",
+    "task-extractor",
+    "chat",
+    "delegating-assistant",
+    "research-planner",
+    "research-writer",
+    "research-workflow",
+}
 
 
 def seed(*args: str) -> str:
@@ -59,7 +67,15 @@ def test_demo_agents_are_seeded_and_usable(user):
         "read_file",
     ]
     assert agents["task-extractor"].output_schema["required"] == ["title", "priority"]
-    assert AgentVersion.objects.filter(agent__owner=user).count() == 3
+    assert AgentVersion.objects.filter(agent__owner=user).count() == len(DEMO_SLUGS)
+    # Slugs in the file became the ids of the agents seeded before.
+    [delegate] = agents["delegating-assistant"].tools.all()
+    assert delegate.config["agent"] == str(assistant.pk)
+    steps = agents["research-workflow"].workflow["steps"]
+    assert [(s["name"], s["agent"]) for s in steps] == [
+        ("plan", str(agents["research-planner"].pk)),
+        ("write", str(agents["research-writer"].pk)),
+    ]
     for agent in agents.values():
         validate_agent_config(agent.config_snapshot())
         build_agent(agent.config_snapshot())
@@ -78,7 +94,7 @@ def test_seeding_twice_changes_nothing(user):
     before = rows(), AgentVersion.objects.count()
     output = seed("--owner", user.username)
     assert (rows(), AgentVersion.objects.count()) == before
-    assert output.count("unchanged") == 3
+    assert output.count("unchanged") == len(DEMO_SLUGS)
 
 
 def test_a_config_change_bumps_only_that_agent(user, tmp_path):
@@ -88,7 +104,7 @@ def test_a_config_change_bumps_only_that_agent(user, tmp_path):
     data["agents"][1]["description"] = "Renamed description only."
     seed(write(tmp_path, data), "--owner", user.username)
     versions = dict(Agent.objects.values_list("slug", "version"))
-    assert versions == {"repository-assistant": 1, "task-extractor": 1, "chat": 2}
+    assert versions == {**dict.fromkeys(DEMO_SLUGS, 1), "chat": 2}
     assert (
         Agent.objects.get(slug="task-extractor").description
         == "Renamed description only."
@@ -106,7 +122,9 @@ def test_demo_user_is_created_once_with_a_password_printed_once():
         == DEMO_SLUGS
     )
     second = seed("--demo-user")
-    assert "password" not in second
+    assert password not in second and "password: " not in second
+    # Instead, how to set a new one.
+    assert "manage.py changepassword demo" in second
     assert get_user_model().objects.filter(username="demo").count() == 1
 
 

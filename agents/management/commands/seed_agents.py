@@ -6,6 +6,9 @@ holds one. Each definition is matched to an existing agent by owner and slug
 and updated in place, so seeding twice changes nothing; an agent's version is
 bumped only when what it runs with changed (the rule of `agents.services`).
 
+A `delegate` tool's `agent` and a workflow step's `agent` may name an agent
+seeded earlier in the same file by its slug; it becomes that agent's id.
+
 Every definition is validated with `agents.factory.validate_agent_config`
 before anything is written, and the writes happen in one transaction: a bad
 file is a `CommandError` naming the definition, and nothing is half-written.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +36,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.text import slugify
 
+from agents.delegation import DELEGATE_TOOL, validate_workflow
 from agents.factory import AgentConfigError, validate_agent_config
 from agents.models import EDITABLE_FIELDS, Agent
 from agents.services import agent_create, agent_update
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "demo_agents.yaml"
 DEMO_USERNAME = "demo"
+#: Stands in for a slug reference until the agent it names exists (see `_by_slug`).
+SLUG_REFERENCE = uuid.UUID("5eed0000-0000-4000-8000-000000000000")
 DEFINITION_KEYS = {"slug", "tools", *EDITABLE_FIELDS}
 WORKSPACE_README = """\
 # Workspace
@@ -151,7 +158,9 @@ class Command(BaseCommand):
         visibility = definition.get("visibility", Agent.Visibility.PRIVATE)
         if visibility not in Agent.Visibility.values:
             raise CommandError(f"{where}: visibility must be private or public.")
+        definition = _with_slug_placeholders(definition)
         try:
+            workflow = validate_workflow(definition.get("workflow"))
             checked = validate_agent_config(
                 {
                     "model": "",
@@ -172,6 +181,7 @@ class Command(BaseCommand):
             raise CommandError(f"{where}: {exc}") from None
         return {
             **checked,
+            "workflow": workflow,
             "name": name.strip(),
             "slug": slug,
             "description": definition.get("description") or "",
@@ -202,6 +212,7 @@ class Command(BaseCommand):
         return user, password
 
     def _seed(self, owner, definition: dict[str, Any]) -> str:
+        definition = _by_slug(owner, definition)
         fields = {key: definition[key] for key in EDITABLE_FIELDS}
         tools = definition["tools"]
         agent = Agent.objects.filter(owner=owner, slug=definition["slug"]).first()
@@ -229,3 +240,78 @@ class Command(BaseCommand):
             return
         root.mkdir(parents=True)
         (root / "README.md").write_text(WORKSPACE_README, encoding="utf-8")
+
+
+def _slug_placeholder(slug: str) -> str:
+    return str(uuid.uuid5(SLUG_REFERENCE, slug))
+
+
+def _is_id(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _with_slug_placeholders(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with slug references replaced by placeholder ids, so that
+    it validates before the agents it names exist."""
+    tools = []
+    for entry in definition.get("tools") or []:
+        config = entry.get("config") if isinstance(entry, dict) else None
+        if entry.get("tool") == DELEGATE_TOOL and isinstance(config, dict):
+            agent = config.get("agent")
+            if isinstance(agent, str) and not _is_id(agent):
+                entry = {
+                    **entry,
+                    "config": {**config, "agent": _slug_placeholder(agent)},
+                }
+        tools.append(entry)
+    workflow = definition.get("workflow")
+    if isinstance(workflow, dict) and isinstance(workflow.get("steps"), list):
+        workflow = {
+            "steps": [
+                {**step, "agent": _slug_placeholder(step["agent"])}
+                if isinstance(step, dict)
+                and isinstance(step.get("agent"), str)
+                and not _is_id(step["agent"])
+                else step
+                for step in workflow["steps"]
+            ]
+        }
+    return {**definition, "tools": tools, "workflow": workflow}
+
+
+def _by_slug(owner: Any, definition: dict[str, Any]) -> dict[str, Any]:
+    """Placeholder ids replaced by the ids of the owner's agents they name."""
+    ids = {
+        _slug_placeholder(slug): str(pk)
+        for pk, slug in Agent.objects.filter(owner=owner).values_list("pk", "slug")
+    }
+
+    def real(agent_id: str) -> str:
+        if agent_id not in ids and uuid.UUID(agent_id).version == 5:
+            raise AgentConfigError(
+                "A delegate tool or workflow step names an agent slug that is "
+                "not seeded before it."
+            )
+        return ids.get(agent_id, agent_id)
+
+    tools = [
+        {
+            **entry,
+            "config": {**entry["config"], "agent": real(entry["config"]["agent"])},
+        }
+        if entry["tool"] == DELEGATE_TOOL
+        else entry
+        for entry in definition["tools"]
+    ]
+    workflow = definition.get("workflow")
+    if workflow:
+        workflow = {
+            "steps": [
+                {**step, "agent": real(step["agent"])} for step in workflow["steps"]
+            ]
+        }
+    return {**definition, "tools": tools, "workflow": workflow}

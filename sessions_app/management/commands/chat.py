@@ -112,10 +112,39 @@ class TerminalChat:
         self.session_id, self.user_id, self.out = str(session.pk), user.pk, out
         self.approve = approve
         self.pending: list[dict[str, Any]] = []
+        # Delegated work is indented by its depth (`delegation` state events
+        # say each child's depth); `shown` is the depth of the text on screen.
+        self.depths: dict[str, int] = {}
+        self.shown = 0
+        self.indent = ""
+        self.at_line_start = True
 
     def write(self, text: str) -> None:
+        if self.indent:
+            lines = text.split("\n")
+            text = "\n".join(
+                self.indent + line if line and (i or self.at_line_start) else line
+                for i, line in enumerate(lines)
+            )
+        if text:
+            self.at_line_start = text.endswith("\n")
         self.out.write(text)
         self.out.flush()
+
+    def nest(self, event: dict[str, Any], streaming: bool) -> tuple[int, bool]:
+        """The depth of the event's run (from the delegation events seen so
+        far); ends a line another run's text left open."""
+        execution = str(event.get("execution") or "")
+        placed = (event.get("metadata") or {}).get("delegation")
+        if event["kind"] == "state" and isinstance(placed, dict):
+            self.depths[execution] = int(placed.get("depth") or 1)
+        depth = self.depths.get(execution, 0)
+        if depth != self.shown and streaming:
+            self.write("\n")
+            streaming = False
+        self.shown = depth
+        self.indent = "    " * depth
+        return depth, streaming
 
     async def run(self, scripted: list[str] | None) -> None:
         loop = asyncio.get_running_loop()
@@ -202,6 +231,15 @@ class TerminalChat:
                 return frame["execution"]["status"]
 
     def show_event(self, event: dict[str, Any], streaming: bool) -> bool:
+        depth, streaming = self.nest(event, streaming)
+        placed = (event.get("metadata") or {}).get("delegation")
+        if event["kind"] == "state" and isinstance(placed, dict):
+            step = f"[{placed['step']}] " if placed.get("step") else ""
+            self.indent = "    " * (depth - 1)
+            self.write(f"  -> {step}{placed.get('agent_name', 'agent')}: ")
+            self.write(f"{event['content']}\n")
+            self.indent = "    " * depth
+            return False
         if event["partial"]:
             if not streaming:
                 self.write("agent> ")
@@ -227,7 +265,8 @@ class TerminalChat:
         if event["kind"] == "error":
             self.write(f"{chr(10) if streaming else ''}! {event['content']}\n")
             return False
-        if event["author"] == "agent" and event["turn_complete"] and not streaming:
+        finished = event["turn_complete"] or (depth and event["kind"] == "message")
+        if event["author"] == "agent" and finished and not streaming:
             # Structured output or a model that does not stream: show the whole answer.
             self.write(f"agent> {event['content']}")
             return True

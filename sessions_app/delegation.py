@@ -1,0 +1,305 @@
+"""One turn, one tree: delegated runs as child executions, and workflow agents.
+
+Public surface:
+    Tree                          where a run sits in its turn's tree: the shared
+                                  run usage and limits, the chain of agents above it
+    Tree.root_of(live, execution, context, limits)
+    run_delegated(ctx, target_id, task)
+                                  a `delegate` tool's call: the child's output, or
+                                  `ToolFailed` (refused, failed or cancelled)
+    run_child(parent, target_id, prompt, *, step=None, tool_call=None)
+                                  opens, runs and settles one child execution
+    run_workflow(tree, context)   a workflow agent's steps, in order
+    WorkflowOutcome
+
+How a child runs. Its row is stored `running` with `parent`, `root` and
+`depth`, together with a first `state` event (author `agent`) whose content is
+the child's prompt and whose `metadata.delegation` says where it hangs: the
+parent execution, the delegating tool call or the workflow step, the agent.
+Clients nest the child's events under that call (or step) from this event
+alone, live and after a reload. The child then runs through the turn runner
+(`runner.run_child`), which stores and streams its events with its own
+execution id. It shares its root's cancel token (a cancel of the turn reaches
+it at once) and its parent's pydantic-ai `RunUsage` (pydantic-ai's delegation
+pattern, `usage=ctx.usage`), so the root's usage counts the whole tree and the
+root's limits bound it; its own `usage` is what the shared usage grew by while
+it ran (its own children included).
+
+Checked at every run, whatever the save allowed: the target is visible to the
+delegating agent's owner and active, the child is no deeper than
+`AGENTRY_MAX_DELEGATION_DEPTH`, and the target is not already in the chain
+above (a cycle). A refusal is a failed tool result (a failed step for a
+workflow), never a crash of the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from pydantic_ai import RunContext, ToolFailed
+from pydantic_ai.usage import RunUsage, UsageLimits
+
+from agents.delegation import render_step_prompt
+from agents.selectors import delegation_target
+from sessions_app import broadcast, services
+from sessions_app.context import TurnContext
+from sessions_app.db import run_db
+from sessions_app.frames import event_frame, execution_frame
+from sessions_app.lifecycle import LiveTurn, live_turns
+from sessions_app.models import AgentExecution, Event
+from sessions_app.turn_events import usage_of
+
+Status = AgentExecution.Status
+
+
+class DelegationRefused(Exception):
+    """The target may not run here (hidden, inactive, too deep, or a cycle)."""
+
+
+@dataclass
+class Tree:
+    """A run's place in its turn's tree."""
+
+    live: LiveTurn
+    execution_id: str
+    session_id: str
+    root_id: str
+    depth: int
+    #: Agent ids from the root's agent down to this run's agent.
+    chain: tuple[str, ...]
+    user_id: Any
+    #: The owner of this run's agent: whose visibility its targets need.
+    owner_id: Any
+    usage: RunUsage = field(default_factory=RunUsage)
+    limits: UsageLimits | None = None
+    #: The shared usage when this run began (zero for a root).
+    usage_before: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_root(self) -> bool:
+        return self.depth == 0
+
+    @classmethod
+    def root_of(
+        cls,
+        live: LiveTurn,
+        execution: AgentExecution,
+        context: TurnContext,
+        limits: UsageLimits | None,
+    ) -> Tree:
+        return cls(
+            live=live,
+            execution_id=live.execution_id,
+            session_id=live.session_id,
+            root_id=str(execution.root_id or execution.pk),
+            depth=execution.depth,
+            chain=(str(context.agent_id),),
+            user_id=context.user_id,
+            owner_id=context.owner_id,
+            limits=limits,
+        )
+
+    def own_usage(self, usage: Any) -> dict[str, int]:
+        """This run's usage: the shared usage's growth since it began."""
+        now = usage_of(usage)
+        return {
+            key: max(0, value - self.usage_before.get(key, 0))
+            for key, value in now.items()
+        }
+
+
+@dataclass
+class _Opened:
+    execution: AgentExecution
+    event: Event
+    context: TurnContext
+    agent_id: str
+    owner_id: Any
+
+
+def _open_child(
+    parent: Tree,
+    target_id: str,
+    prompt: str,
+    placement: dict[str, Any],
+) -> _Opened:
+    """Checks the target, then stores the child's row and its first event."""
+    depth = parent.depth + 1
+    limit = settings.AGENTRY_MAX_DELEGATION_DEPTH
+    if depth > limit:
+        raise DelegationRefused(
+            f"Delegation deeper than {limit} levels is not allowed "
+            "(AGENTRY_MAX_DELEGATION_DEPTH)."
+        )
+    if target_id in parent.chain:
+        raise DelegationRefused(
+            "That agent is already working on this task higher up the chain; "
+            "delegating back to it would form a cycle."
+        )
+    target = delegation_target(owner_id=parent.owner_id, agent_id=target_id)
+    if target is None:
+        raise DelegationRefused(
+            "That agent is not available: it is inactive, gone, or no longer "
+            "visible to this agent's owner."
+        )
+    session = (
+        AgentExecution.objects.select_related("session", "user")
+        .get(pk=parent.execution_id)
+        .session
+    )
+    user = session.user
+    config = target.config_snapshot()
+    now = timezone.now()
+    with transaction.atomic():
+        execution = AgentExecution.objects.create(
+            session_id=parent.session_id,
+            parent_id=parent.execution_id,
+            root_id=parent.root_id,
+            depth=depth,
+            agent_id=target.pk,
+            agent_version=target.version,
+            user_id=parent.user_id,
+            status=Status.RUNNING,
+            input=prompt,
+            model=config.get("model") or settings.AGENTRY_DEFAULT_MODEL,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        event = services.event_append(
+            parent.session_id,
+            services.EventSpec(
+                author=Event.Author.AGENT,
+                kind=Event.Kind.STATE,
+                content=prompt,
+                metadata={
+                    "delegation": {
+                        "parent": parent.execution_id,
+                        "root": parent.root_id,
+                        "depth": depth,
+                        "agent": str(target.pk),
+                        "agent_name": target.name,
+                        **placement,
+                    }
+                },
+            ),
+            execution_id=execution.pk,
+        )
+    context = TurnContext(
+        config=config,
+        state=dict(session.state or {}),
+        user_id=parent.user_id,
+        agent_id=target.pk,
+        owner_id=target.owner_id,
+        user_role=getattr(user, "tool_role", "user"),
+        history=[],
+        prompt=prompt,
+    )
+    return _Opened(execution, event, context, str(target.pk), target.owner_id)
+
+
+async def run_child(
+    parent: Tree,
+    target_id: str,
+    prompt: str,
+    *,
+    step: str | None = None,
+    tool_call: tuple[str, str] | None = None,
+) -> AgentExecution:
+    """Runs `prompt` on the agent `target_id` as a child of `parent`; returns
+    the finished child. Raises DelegationRefused (nothing stored)."""
+    from sessions_app import runner
+
+    placement: dict[str, Any] = {}
+    if step is not None:
+        placement["step"] = step
+    if tool_call is not None:
+        placement["tool_call_id"], placement["tool_name"] = tool_call
+    opened = await run_db(_open_child, parent, target_id, prompt, placement)
+    child = opened.execution
+    # The root's token: a cancel (or shutdown) of the turn reaches every child.
+    live = LiveTurn(str(child.pk), parent.session_id, token=parent.live.token)
+    live.reason = parent.live.reason
+    live_turns[live.execution_id] = live
+    tree = replace(
+        parent,
+        live=live,
+        execution_id=live.execution_id,
+        depth=child.depth,
+        chain=(*parent.chain, opened.agent_id),
+        owner_id=opened.owner_id,
+        usage_before=usage_of(parent.usage),
+    )
+    try:
+        await broadcast.publish(
+            parent.session_id, execution_frame(child), event_frame(opened.event)
+        )
+        return await runner.run_child(tree, child, opened.context)
+    except asyncio.CancelledError:
+        # The parent's run was torn down under the child: it ends with it.
+        await asyncio.shield(runner.end_child(tree))
+        raise
+    finally:
+        live_turns.pop(live.execution_id, None)
+
+
+def _output_text(output: Any) -> str:
+    if isinstance(output, str):
+        return output
+    return json.dumps(output, ensure_ascii=False)
+
+
+async def run_delegated(ctx: RunContext[Any], target_id: str, task: str) -> str:
+    """The `delegate` tool: the child's answer, or ToolFailed saying why not."""
+    tree = getattr(ctx.deps, "tree", None)
+    if not isinstance(tree, Tree):
+        raise ToolFailed("Delegation runs only inside a turn.")
+    tool_call = (ctx.tool_call_id or "", ctx.tool_name or "")
+    try:
+        child = await run_child(tree, target_id, task, tool_call=tool_call)
+    except DelegationRefused as exc:
+        raise ToolFailed(str(exc)) from None
+    if child.status == Status.SUCCEEDED:
+        return _output_text(child.output)
+    raise ToolFailed(
+        f"The delegated agent did not finish ({child.error_code or child.status}): "
+        f"{child.error_message or child.status}"
+    )
+
+
+@dataclass
+class WorkflowOutcome:
+    output: str = ""
+    error: tuple[str, str] | None = None
+
+
+async def run_workflow(
+    tree: Tree, user_input: str, steps: list[dict[str, Any]]
+) -> WorkflowOutcome:
+    """Runs the steps in order; the last one's output is the workflow's.
+    A failing (or refused) step ends the workflow with its error."""
+    previous = user_input
+    for step in steps:
+        prompt = render_step_prompt(
+            step.get("prompt") or "{previous}", user_input=user_input, previous=previous
+        )
+        try:
+            child = await run_child(tree, str(step["agent"]), prompt, step=step["name"])
+        except DelegationRefused as exc:
+            return WorkflowOutcome(
+                error=("delegation_refused", f"Step {step['name']!r}: {exc}")
+            )
+        if child.status != Status.SUCCEEDED:
+            return WorkflowOutcome(
+                error=(
+                    child.error_code or child.status,
+                    child.error_message or f"Step {step['name']!r} did not finish.",
+                )
+            )
+        previous = _output_text(child.output)
+    return WorkflowOutcome(output=previous)
