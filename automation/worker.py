@@ -1,0 +1,157 @@
+"""`manage.py worker`: one process that runs queued tasks concurrently.
+
+The backport's own `db_worker` runs one task at a time, which would let one
+worker answer one turn at a time. Turns wait on models and tools, not on the
+CPU, so this worker runs up to `AGENTRY_WORKER_CONCURRENCY` tasks at once on
+one asyncio loop, the way a web process runs its inline turns. It claims rows
+of the backport's database backend (`django_tasks_db.DBTaskResult`) with
+`SELECT ... FOR UPDATE SKIP LOCKED` (an exclusive transaction on SQLite), so
+any number of workers share one queue and each task runs once.
+
+It also runs the process housekeeping every turn-running process runs
+(`sessions_app.lifecycle`: heartbeats, sweeps, cancels from other processes)
+and, unless told not to, the schedule ticker (`automation.schedules`).
+
+Public surface:
+    Worker(concurrency, queue_names, interval, worker_id, scheduler)
+    Worker.run()        runs until SIGTERM/SIGINT (async)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db.utils import OperationalError
+from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.compat import task_backends
+from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+
+from sessions_app import lifecycle
+from sessions_app.db import run_db, run_db_on
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        queue_names: list[str],
+        interval: float,
+        worker_id: str,
+        scheduler: bool = True,
+        backend_name: str = "default",
+    ) -> None:
+        self.concurrency = max(1, concurrency)
+        self.queue_names = queue_names
+        self.interval = interval
+        self.worker_id = worker_id
+        self.scheduler = scheduler
+        self.backend_name = backend_name
+        self.running: set[asyncio.Task[Any]] = set()
+        self.stopping = asyncio.Event()
+        self.slot_freed = asyncio.Event()
+        # Claims must not queue behind the turns' own queries.
+        self.claims = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="agentry-claims"
+        )
+
+    async def run(self) -> None:
+        if not isinstance(task_backends[self.backend_name], DatabaseBackend):
+            raise SystemExit(
+                f"The task backend {self.backend_name!r} is not the database backend."
+            )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        from automation import schedules
+
+        # This loop ticks (or, with --no-scheduler, leaves it to other workers).
+        schedules.ticking_in_worker = True
+        lifecycle.ensure_supervisor()
+        ticker = None
+        if self.scheduler:
+            ticker = asyncio.create_task(schedules.run_forever())
+        logger.info(
+            "worker %s runs up to %d tasks from %s",
+            self.worker_id,
+            self.concurrency,
+            ",".join(self.queue_names),
+        )
+        try:
+            await self._claim_forever()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            # A turn cut off here ends `interrupted`, as on a web process's shutdown.
+            await lifecycle.interrupt_live_turns()
+            for task in list(self.running):
+                task.cancel()
+            await asyncio.gather(*self.running, return_exceptions=True)
+
+    async def _claim_forever(self) -> None:
+        while not self.stopping.is_set():
+            free = self.concurrency - len(self.running)
+            claimed: list[DBTaskResult] = []
+            if free > 0:
+                try:
+                    claimed = await run_db_on(self.claims, self._claim, free)
+                except Exception:
+                    logger.warning("claiming tasks failed", exc_info=True)
+            for row in claimed:
+                task = asyncio.create_task(self._run_one(row))
+                self.running.add(task)
+                task.add_done_callback(self._done)
+            if claimed and len(claimed) == free:
+                await self._wait(self.slot_freed)
+            elif not claimed:
+                await self._wait(None)
+
+    async def _wait(self, event: asyncio.Event | None) -> None:
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if event is not None:
+            event.clear()
+            waits.append(asyncio.ensure_future(event.wait()))
+        _, pending = await asyncio.wait(
+            waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiting in pending:
+            waiting.cancel()
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.running.discard(task)
+        self.slot_freed.set()
+
+    def _claim(self, limit: int) -> list[DBTaskResult]:
+        ready = DBTaskResult.objects.ready().filter(
+            backend_name=self.backend_name, queue_name__in=self.queue_names
+        )
+        try:
+            with exclusive_transaction(ready.db):
+                rows = list(ready.select_for_update(skip_locked=True)[:limit])
+                for row in rows:
+                    row.claim(self.worker_id)
+        except OperationalError as exc:
+            if is_locked_database_exception(exc):
+                return []
+            raise
+        return rows
+
+    async def _run_one(self, row: DBTaskResult) -> None:
+        try:
+            task = row.task
+            args = row.args_kwargs
+            value = await task.acall(*args["args"], **args["kwargs"])
+        except BaseException as exc:
+            logger.warning("task %s (%s) failed", row.pk, row.task_path, exc_info=True)
+            await asyncio.shield(run_db(row.set_failed, exc))
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                raise
+        else:
+            await run_db(row.set_successful, value)
