@@ -27,6 +27,7 @@ BENCHMARKS = (
     "history",
     "idle_websockets",
     "rest",
+    "tracing",
 )
 
 
