@@ -10,7 +10,6 @@ from drf_spectacular.views import (
 )
 
 from config.health import health
-from observability.views import metrics_view
 
 admin.site.site_header = "Agentry administration"
 admin.site.site_title = "Agentry admin"
@@ -23,7 +22,6 @@ handler500 = "core.errors.server_error"
 
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),
-    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(

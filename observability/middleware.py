@@ -5,7 +5,8 @@ Public surface:
                                     keeps (or makes) the X-Request-ID of each HTTP
                                     request and websocket connection, returns it on
                                     HTTP responses, continues a `traceparent`
-                                    header's trace and counts open websockets
+                                    header's trace, counts open websockets and
+                                    answers `/metrics` (observability.views)
     request_user_middleware         Django middleware that lets log lines name the
                                     authenticated user of the request
 """
@@ -20,6 +21,7 @@ from opentelemetry import context as otel_context
 
 from observability import metrics, tracing
 from observability.logs import REQUEST, REQUEST_ID, new_request_id
+from observability.views import serve_metrics
 
 _REQUEST_ID_HEADER = b"x-request-id"
 
@@ -50,7 +52,10 @@ class RequestContextMiddleware:
             if parent is not None:
                 otel_context.attach(parent)
         if kind == "http":
-            return await self.inner(scope, receive, _with_request_id(send, request_id))
+            send = _with_request_id(send, request_id)
+            if scope["path"] == "/metrics":
+                return await serve_metrics(scope, receive, send)
+            return await self.inner(scope, receive, send)
         return await _counting_websocket(self.inner, scope, receive, send)
 
 

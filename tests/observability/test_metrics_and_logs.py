@@ -23,29 +23,47 @@ from observability.logs import (
 )
 
 
-def test_metrics_are_off_without_a_token(client, settings):
+async def _call(
+    method: str, path: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    communicator = HttpCommunicator(application, method, path, headers=headers)
+    response = await communicator.get_response()
+    return response["status"], dict(response["headers"]), response["body"]
+
+
+def _bearer(value: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", value.encode())]
+
+
+async def test_metrics_are_off_without_a_token(settings):
     settings.AGENTRY_METRICS_TOKEN = ""
-    response = client.get("/metrics")
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    status, _, body = await _call("GET", "/metrics", _bearer("Bearer anything"))
+    assert status == 404
+    assert json.loads(body)["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize(
-    "header", [None, "Bearer wrong", "Basic s3cret-token", "Bearer"]
-)
-def test_metrics_want_the_bearer_token(client, settings, header):
+@pytest.mark.parametrize("header", ["", "Bearer wrong", "Basic s3cret-token", "Bearer"])
+async def test_metrics_want_the_bearer_token(settings, header):
     settings.AGENTRY_METRICS_TOKEN = "s3cret-token"
-    extra = {"HTTP_AUTHORIZATION": header} if header else {}
-    response = client.get("/metrics", **extra)
-    assert response.status_code == 401
-    assert response["WWW-Authenticate"].startswith("Bearer")
+    status, headers, body = await _call(
+        "GET", "/metrics", _bearer(header) if header else []
+    )
+    assert status == 401
+    assert headers[b"www-authenticate"].startswith(b"Bearer")
+    assert json.loads(body)["error"]["code"] == "not_authenticated"
 
 
-def test_metrics_with_the_token_are_prometheus_text(client, settings):
+async def test_metrics_with_the_token_are_prometheus_text_for_any_host(settings):
     settings.AGENTRY_METRICS_TOKEN = "s3cret-token"
-    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
-    assert response.status_code == 200
-    body = response.content.decode()
+    # A scraper names the process by its address, which ALLOWED_HOSTS lacks.
+    status, headers, body = await _call(
+        "GET",
+        "/metrics",
+        [*_bearer("Bearer s3cret-token"), (b"host", b"10.1.2.3:8000")],
+    )
+    assert status == 200
+    assert headers[b"content-type"].startswith(b"text/plain")
+    text = body.decode()
     for name in (
         "agentry_turns_total",
         "agentry_turn_seconds",
@@ -56,11 +74,9 @@ def test_metrics_with_the_token_are_prometheus_text(client, settings):
         "agentry_queued_turns",
         "agentry_open_websockets",
     ):
-        assert f"# TYPE {name.removesuffix('_total')}" in body
-    assert (
-        client.post("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code
-        == 405
-    )
+        assert f"# TYPE {name.removesuffix('_total')}" in text
+    status, _, _ = await _call("POST", "/metrics", _bearer("Bearer s3cret-token"))
+    assert status == 405
 
 
 def _json_line(message: str, **extra: object) -> dict:
