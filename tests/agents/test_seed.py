@@ -216,7 +216,8 @@ def test_bare_command_seeds_the_demo_user_once_in_a_real_process(tmp_path):
     second = manage("seed_agents")
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("unchanged") == len(DEMO_SLUGS)
-    assert "password" not in second.stdout
+    assert password not in second.stdout and "password: " not in second.stdout
+    assert "manage.py changepassword demo" in second.stdout
 
     with sqlite3.connect(database) as db:
         owners = db.execute(
