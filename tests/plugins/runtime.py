@@ -91,6 +91,7 @@ class WsClient:
 
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
+        self.closed = False
 
     async def send(self, frame: Any) -> None:
         if isinstance(frame, str | bytes):
@@ -125,7 +126,13 @@ class WsClient:
         return await self.communicator.receive_nothing(timeout)
 
     async def close(self) -> None:
-        await self.communicator.disconnect()
+        """Disconnects (once; the `ws_connect` fixture closes what is still open)."""
+        if self.closed:
+            return
+        self.closed = True
+        # A socket the server already closed has no application left to tell.
+        if not self.communicator.future.done():
+            await self.communicator.disconnect()
 
 
 async def open_ws(
@@ -139,8 +146,9 @@ async def open_ws(
 
 
 @pytest.fixture
-def ws_connect():
-    """Factory: `await ws_connect(user, session)` -> a connected WsClient."""
+async def ws_connect():
+    """Factory: `await ws_connect(user, session)` -> a connected WsClient; every
+    client still open when the test ends is disconnected then."""
     clients: list[WsClient] = []
 
     async def connect(user, session, *, origin: str | None = None) -> WsClient:
@@ -155,3 +163,5 @@ def ws_connect():
         return client
 
     yield connect
+    for client in clients:
+        await client.close()

@@ -45,7 +45,6 @@ async def paused(fake_llm, user, make_agent, make_session, ws_connect):
     await ws.send({"type": "message", "content": WRITE})
     frames = await ws.until(pauses)
     yield ws, session, frames
-    await ws.close()
 
 
 def stored(frames):
@@ -255,7 +254,7 @@ async def test_every_decision_is_kept_and_listed_for_the_sessions_user_only(
 async def test_edited_args_are_what_the_tool_runs_with_when_the_entry_allows_it(
     fake_llm, user, make_agent, make_session, ws_connect, settings
 ):
-    ws, execution_id, requests = await pause_with(
+    _ws, execution_id, requests = await pause_with(
         make_agent, make_session, ws_connect, user, write_tool(allow_edit=True)
     )
     assert requests[0]["allow_edit"] is True
@@ -277,7 +276,6 @@ async def test_edited_args_are_what_the_tool_runs_with_when_the_entry_allows_it(
     kept = (await api_get(user, f"/api/executions/{execution_id}/approvals/")).json()
     assert kept["results"][0]["edited_args"] == edited
     assert kept["results"][0]["via"] == "rest"
-    await ws.close()
 
 
 async def test_edited_args_are_refused_when_the_entry_does_not_allow_editing(
@@ -319,7 +317,7 @@ async def test_edited_args_are_refused_when_the_entry_does_not_allow_editing(
 async def test_edited_args_must_match_the_tools_schema(
     fake_llm, user, make_agent, make_session, ws_connect, settings, args
 ):
-    ws, execution_id, requests = await pause_with(
+    _ws, execution_id, requests = await pause_with(
         make_agent, make_session, ws_connect, user, write_tool(allow_edit=True)
     )
     response = await api_post(
@@ -332,14 +330,13 @@ async def test_edited_args_must_match_the_tools_schema(
     execution = await AgentExecution.objects.aget(pk=execution_id)
     assert execution.status == "awaiting_approval"
     assert not list(settings.REPO_ROOT.iterdir()), "nothing ran"
-    await ws.close()
 
 
 async def test_the_pause_records_when_its_approval_expires(
     fake_llm, user, make_agent, make_session, ws_connect
 ):
     before = timezone.now()
-    ws, execution_id, requests = await pause_with(
+    _ws, execution_id, requests = await pause_with(
         make_agent, make_session, ws_connect, user, write_tool(approval_ttl_seconds=90)
     )
     execution = await AgentExecution.objects.aget(pk=execution_id)
@@ -348,7 +345,6 @@ async def test_the_pause_records_when_its_approval_expires(
     assert before + dt.timedelta(seconds=90) <= deadline
     assert deadline <= timezone.now() + dt.timedelta(seconds=90)
     assert requests[0]["expires_at"].startswith(deadline.strftime("%Y-%m-%dT%H:%M"))
-    await ws.close()
 
 
 async def test_an_expired_approval_is_denied_and_the_turn_goes_on(
@@ -379,7 +375,6 @@ async def test_an_expired_approval_is_denied_and_the_turn_goes_on(
         (k["tool_call_id"], k["decision"], k["via"], k["decided_by"])
         for k in kept["results"]
     ] == [(requests[0]["tool_call_id"], "expired", "expiry", None)]
-    await ws.close()
 
 
 async def test_the_supervisor_expires_approvals_on_its_own(
@@ -393,7 +388,6 @@ async def test_the_supervisor_expires_approvals_on_its_own(
     result = next(e for e in stored(resumed) if e["kind"] == "tool_result")
     assert "approval_expired" in result["content"]
     assert resumed[-1]["execution"]["status"] == "succeeded"
-    await ws.close()
 
 
 async def test_two_sweeps_at_once_resume_an_expired_turn_once(
@@ -414,7 +408,6 @@ async def test_two_sweeps_at_once_resume_an_expired_turn_once(
     assert (
         await ApprovalDecision.objects.filter(execution_id=execution_id).acount() == 1
     )
-    await ws.close()
 
 
 async def test_a_decision_after_the_deadline_is_refused(paused, user):
@@ -470,7 +463,6 @@ async def test_calls_with_different_ttls_expire_together_at_the_earliest(
     assert all("approval_expired" in r["content"] for r in results)
     kept = (await api_get(user, f"/api/executions/{execution_id}/approvals/")).json()
     assert sorted(k["decision"] for k in kept["results"]) == ["expired", "expired"]
-    await ws.close()
 
 
 async def test_the_admin_shows_an_executions_decisions_read_only(

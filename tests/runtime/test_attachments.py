@@ -80,7 +80,6 @@ async def test_an_image_reaches_the_model_in_its_turn_and_is_stored_as_a_referen
     assert "image_url" not in later
     assert "[attachment photo.png (version 1), image/png, " in later
     assert f"{len(IMAGE)} bytes]" in later
-    await ws.close()
 
 
 async def test_a_text_file_is_inline_in_its_turn_and_a_reference_later(
@@ -97,7 +96,6 @@ async def test_a_text_file_is_inline_in_its_turn_and_a_reference_later(
     later = sent_to_model(fake_llm.requests[-1])
     assert "line of the attached report" not in later
     assert "[attachment report.txt (version 1), text/plain" in later
-    await ws.close()
 
 
 async def test_an_attachment_over_the_cap_is_not_read(
@@ -117,7 +115,6 @@ async def test_an_attachment_over_the_cap_is_not_read(
     sent = sent_to_model(fake_llm.requests[-1])
     assert "image_url" not in sent
     assert "too large" in sent
-    await ws.close()
 
 
 async def test_a_missing_file_is_named_not_a_failed_turn(
@@ -132,7 +129,6 @@ async def test_a_missing_file_is_named_not_a_failed_turn(
     frames = await ws.turn("[[tokens=3]] look", attachments=[str(artifact.pk)])
     assert frames[-1]["execution"]["status"] == "succeeded", frames[-1]
     assert "no longer stored" in sent_to_model(fake_llm.requests[-1])
-    await ws.close()
 
 
 async def test_an_image_a_tool_showed_the_model_is_not_kept_in_the_history(
@@ -149,7 +145,6 @@ async def test_an_image_a_tool_showed_the_model_is_not_kept_in_the_history(
     stored = json.dumps(execution.messages)
     assert IMAGE_B64[:100] not in stored and len(stored) < 10_000
     assert f"image/png content returned by the tool, {len(IMAGE)} bytes" in stored
-    await ws.close()
 
 
 async def test_a_turn_resumed_after_approval_still_shows_its_own_attachment(
@@ -205,7 +200,6 @@ async def test_a_turn_resumed_after_approval_still_shows_its_own_attachment(
     finished = await AgentExecution.objects.aget(pk=execution_id)
     stored = json.dumps(finished.messages)
     assert IMAGE_B64[:100] not in stored and len(stored) < 10_000
-    await ws.close()
 
 
 def test_uploads_past_the_users_quota_are_refused(

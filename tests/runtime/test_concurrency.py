@@ -232,7 +232,6 @@ async def test_a_message_to_a_session_whose_turn_died_for_good_is_accepted(
         )
     ]
     assert statuses == ["interrupted", "succeeded"]
-    await ws.close()
 
 
 async def test_a_process_never_sweeps_its_own_running_turns(
@@ -248,7 +247,6 @@ async def test_a_process_never_sweeps_its_own_running_turns(
     assert await lifecycle.sweep_stale_executions() == 0
     frames = await ws.until(is_terminal)
     assert frames[-1]["execution"]["status"] == "succeeded"
-    await ws.close()
 
 
 async def test_running_turns_heart_beat(
@@ -267,7 +265,6 @@ async def test_running_turns_heart_beat(
         milliseconds=100
     )
     await ws.until(is_terminal)
-    await ws.close()
 
 
 def test_saving_a_stale_session_keeps_the_event_counter(user, make_session):
@@ -308,4 +305,3 @@ async def test_a_cancel_sent_through_the_channel_layer_reaches_the_turn(
     )
     frames = await ws.until(is_terminal, timeout=5)
     assert frames[-1]["execution"]["status"] == "cancelled"
-    await ws.close()

@@ -69,7 +69,6 @@ async def test_one_turn_rate_counts_rest_sse_runs_and_the_websocket(
         other_user, f"/api/sessions/{others.pk}/messages/", {"content": "mine"}
     )
     assert answer.status_code == 200
-    await ws.close()
 
 
 async def test_a_repeated_client_message_id_is_not_counted_again(
@@ -106,7 +105,6 @@ async def test_a_sessions_queue_is_capped(
     await ws.send({"type": "cancel"})
     await ws.until(lambda f: is_terminal(f) and f["execution"]["input"].endswith(" a"))
     assert await AgentExecution.objects.filter(session=session).acount() == 2
-    await ws.close()
 
 
 async def test_a_users_active_turns_are_capped(
@@ -148,4 +146,3 @@ async def test_a_model_the_server_stopped_allowing_is_refused_at_run_time(
     assert frames[-1]["execution"]["status"] == "failed"
     assert frames[-1]["execution"]["error_code"] == "agent_config_error"
     assert "not allowed" in frames[-1]["execution"]["error_message"]
-    await ws.close()

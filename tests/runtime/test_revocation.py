@@ -340,7 +340,6 @@ async def test_a_queued_turn_of_a_revoked_agent_fails_as_unavailable(
     assert frames[-1]["execution"]["status"] == "failed"
     assert frames[-1]["execution"]["error_code"] == "agent_unavailable"
     assert len(fake_llm.requests) == 1, "only the first turn reached the model"
-    await ws.close()
 
 
 @pytest.mark.parametrize("revocation", REVOCATIONS)
@@ -376,7 +375,6 @@ async def test_approving_a_paused_turn_is_refused_once_the_agent_is_revoked(
     execution = await AgentExecution.objects.aget(pk=execution_id)
     assert execution.status == "awaiting_approval"
     assert len(fake_llm.requests) == 1, "nothing ran after the pause"
-    await ws.close()
 
 
 # ------------------------------------------------------------------ deletion

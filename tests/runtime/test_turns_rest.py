@@ -176,7 +176,6 @@ async def test_busy_session_answers_409_and_stores_nothing(
     frames = await ws.until(is_terminal, timeout=10)
     assert frames[-1]["execution"]["status"] == "cancelled"
     assert await Event.objects.filter(session=session, author="user").acount() == 1
-    await ws.close()
 
 
 async def test_repeated_client_message_id_answers_the_existing_execution(

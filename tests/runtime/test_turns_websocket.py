@@ -85,7 +85,6 @@ async def test_a_turn_streams_its_frames_in_order(
     stored = await stored_log(session)
     assert [e.sequence_number for e in stored] == [1, 2]
     assert [e["sequence_number"] for e in events(frames, partial=False)] == [1, 2]
-    await ws.close()
 
 
 async def test_tool_calls_are_stored_and_streamed(
@@ -113,7 +112,6 @@ async def test_tool_calls_are_stored_and_streamed(
     assert "hello from the workspace" in result["content"]
     assert "hello from the workspace" in stored[-1]["content"]
     assert frames[-1]["execution"]["usage"]["tool_calls"] == 1
-    await ws.close()
 
 
 async def test_refused_tool_call_is_an_error_result_and_the_turn_goes_on(
@@ -132,7 +130,6 @@ async def test_refused_tool_call_is_an_error_result_and_the_turn_goes_on(
     assert result["metadata"]["is_error"] is True
     assert "SECRET-VALUE" not in result["content"]
     assert frames[-1]["execution"]["status"] == "succeeded"
-    await ws.close()
 
 
 async def test_history_of_earlier_turns_reaches_the_model(
@@ -148,7 +145,6 @@ async def test_history_of_earlier_turns_reaches_the_model(
     assert any("remember me" in c for c in contents)
     assert any("my name is Ann" in c for c in contents if c)
     assert "what is my name?" in contents[-1]
-    await ws.close()
 
 
 async def test_cancel_stops_the_stream_and_the_session_stays_usable(
@@ -167,7 +163,6 @@ async def test_cancel_stops_the_stream_and_the_session_stays_usable(
     assert [e["error_code"] for e in errors] == ["cancelled"]
 
     assert (await ws.turn(QUICK))[-1]["execution"]["status"] == "succeeded"
-    await ws.close()
 
 
 async def test_turn_finishes_and_is_stored_after_the_client_leaves(
@@ -197,7 +192,6 @@ async def test_every_client_of_a_session_sees_the_same_frames(
     seen = await watcher.until(is_terminal)
     assert sent == seen
     await sender.close()
-    await watcher.close()
 
 
 async def test_resume_replays_exactly_the_missed_events(
@@ -217,7 +211,6 @@ async def test_resume_replays_exactly_the_missed_events(
     assert [e["sequence_number"] for e in replayed] == [2, 3, 4]
     assert all(e["partial"] is False for e in replayed)
     assert await ws.nothing_more()
-    await ws.close()
 
 
 async def test_message_while_a_turn_runs_is_refused_and_not_stored(
@@ -234,7 +227,6 @@ async def test_message_while_a_turn_runs_is_refused_and_not_stored(
     await ws.until(is_terminal)
     users = [e.content for e in await stored_log(session) if e.author == "user"]
     assert users == [SLOW]
-    await ws.close()
 
 
 async def test_enqueued_message_runs_after_the_running_turn(
@@ -262,7 +254,6 @@ async def test_enqueued_message_runs_after_the_running_turn(
         ("second", "running"),
         ("second", "succeeded"),
     ]
-    await ws.close()
 
 
 async def test_interrupting_message_cancels_the_running_turn_then_runs(
@@ -288,7 +279,6 @@ async def test_interrupting_message_cancels_the_running_turn_then_runs(
         if is_terminal(f)
     ]
     assert finals == [("ake your time"[-8:], "cancelled"), ("now this", "succeeded")]
-    await ws.close()
 
 
 async def test_session_configuration_sets_the_default_policy(
@@ -302,7 +292,6 @@ async def test_session_configuration_sets_the_default_policy(
     queued = await ws.until(is_status("queued"))
     assert queued[-1]["execution"]["input"].endswith("two")
     await ws.until(lambda f: is_terminal(f) and f["execution"]["input"].endswith("two"))
-    await ws.close()
 
 
 async def test_repeated_client_message_id_runs_once(
@@ -316,7 +305,6 @@ async def test_repeated_client_message_id_runs_once(
     assert again == {"type": "execution", "execution": first[-1]["execution"]}
     assert await AgentExecution.objects.filter(session=session).acount() == 1
     assert fake_llm.stats["requests"] == 1
-    await ws.close()
 
 
 @pytest.mark.parametrize(
@@ -344,7 +332,6 @@ async def test_provider_failures_end_the_turn_with_an_error_event(
     assert (await ws.turn(QUICK))[-1]["execution"]["status"] == "succeeded", (
         "the next turn works"
     )
-    await ws.close()
 
 
 async def test_usage_limit_ends_the_turn(
@@ -358,7 +345,6 @@ async def test_usage_limit_ends_the_turn(
     ws = await ws_connect(user, session)
     frames = await ws.turn('[[call read_file {"path": "a.txt"}]] go')
     assert frames[-1]["execution"]["error_code"] == "usage_limit_exceeded"
-    await ws.close()
 
 
 async def test_structured_output_is_stored_as_json(
@@ -382,7 +368,6 @@ async def test_structured_output_is_stored_as_json(
     assert (
         final["turn_complete"] and final["content"] == '{"answer": "yes", "score": 3}'
     )
-    await ws.close()
 
 
 async def test_state_placeholders_fill_the_instructions(
@@ -398,7 +383,6 @@ async def test_state_placeholders_fill_the_instructions(
         if m["role"] in ("system", "developer")
     ]
     assert system and "You help ACME." in system[0]["content"]
-    await ws.close()
 
 
 async def test_history_with_an_unanswered_tool_call_still_takes_a_new_prompt(
@@ -433,7 +417,6 @@ async def test_history_with_an_unanswered_tool_call_still_takes_a_new_prompt(
     assert frames[-1]["execution"]["status"] == "succeeded", frames[-1]
     sent = fake_llm.requests[-1]["messages"]
     assert any(m["role"] == "tool" and m.get("tool_call_id") == "c1" for m in sent)
-    await ws.close()
 
 
 async def test_a_fast_stream_is_coalesced_but_its_first_word_is_not_delayed(
@@ -447,7 +430,6 @@ async def test_a_fast_stream_is_coalesced_but_its_first_word_is_not_delayed(
     assert partials[0] == "word0 ", "the first chunk goes out alone, at once"
     assert len(partials) < 300 / 3, f"{len(partials)} frames for 300 chunks"
     assert "".join(partials) == final
-    await ws.close()
 
 
 async def test_a_busy_process_sends_fewer_larger_frames_per_turn(
@@ -484,7 +466,6 @@ async def test_a_lone_turn_still_streams_in_small_steps(
     # 50 ms: chunks 30 ms apart are mostly paired, never held for long.
     assert len(partials) >= 5, partials
     assert "".join(partials) == events(frames, partial=False)[-1]["content"]
-    await ws.close()
 
 
 async def test_a_history_bound_keeps_the_last_whole_turns(
@@ -503,4 +484,3 @@ async def test_a_history_bound_keeps_the_last_whole_turns(
     assert "and now?" in sent[-1]
     # The log keeps every turn.
     assert len(await stored_log(session)) == 10
-    await ws.close()

@@ -66,7 +66,6 @@ async def test_allowed_origin_or_none_connects_and_nothing_is_sent(
     assert await ws.nothing_more()
     await ws.send({"type": "ping"})
     assert await ws.recv() == {"type": "pong"}
-    await ws.close()
 
 
 @pytest.mark.parametrize(
@@ -118,7 +117,6 @@ async def test_oversized_frame_is_refused(user, make_session, ws_connect, settin
     await ws.send({"type": "message", "content": "x" * 2000})
     frame = await ws.recv()
     assert frame["error"]["code"] == "message_too_large"
-    await ws.close()
 
 
 async def test_too_long_message_is_refused(user, make_session, ws_connect, settings):
@@ -127,7 +125,6 @@ async def test_too_long_message_is_refused(user, make_session, ws_connect, setti
     ws = await ws_connect(user, session)
     await ws.send({"type": "message", "content": "x" * 11})
     assert (await ws.recv())["error"]["code"] == "message_too_large"
-    await ws.close()
 
 
 async def make_session_async(make_session, user, **kwargs):
