@@ -35,12 +35,16 @@ def task_mode() -> bool:
 
 
 async def enqueue_turn(
-    execution_id: Any, resume: DeferredToolResults | None = None
+    execution_id: Any, resume: DeferredToolResults | None = None, *, attempts: int = 0
 ) -> None:
+    """`attempts` is the execution's takeover count now: a worker runs the
+    task only while it is unchanged (no other process took the turn over)."""
     from automation.tasks import run_turn
 
     await run_turn.aenqueue(
-        str(execution_id), resume_to_json(resume) if resume is not None else None
+        str(execution_id),
+        resume_to_json(resume) if resume is not None else None,
+        attempts,
     )
 
 

@@ -58,7 +58,7 @@ def claim_due(now: dt.datetime | None = None) -> list[Schedule]:
     try:
         with transaction.atomic():
             due = list(
-                Schedule.objects.select_for_update(skip_locked=True)
+                Schedule.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(enabled=True, next_run_at__lte=now)
                 .select_related("agent", "owner", "session")
                 .order_by("next_run_at")[:BATCH]

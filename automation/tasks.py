@@ -15,12 +15,16 @@ from django_tasks import task
 
 
 @task()
-async def run_turn(execution_id: str, resume: dict[str, Any] | None = None) -> str:
+async def run_turn(
+    execution_id: str, resume: dict[str, Any] | None = None, attempts: int = 0
+) -> str:
     from automation.dispatch import resume_from_json
     from sessions_app import runner
 
     execution = await runner.run_enqueued(
-        execution_id, resume_from_json(resume) if resume is not None else None
+        execution_id,
+        resume_from_json(resume) if resume is not None else None,
+        attempts,
     )
     return execution.status if execution is not None else "deleted"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -47,7 +48,9 @@ class Worker:
         worker_id: str,
         scheduler: bool = True,
         backend_name: str = "default",
+        on_ready: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_ready = on_ready
         self.concurrency = max(1, concurrency)
         self.queue_names = queue_names
         self.interval = interval
@@ -74,16 +77,20 @@ class Worker:
 
         # This loop ticks (or, with --no-scheduler, leaves it to other workers).
         schedules.ticking_in_worker = True
+        # In task mode only workers take over turns whose process died.
+        lifecycle.serves_turns = True
         lifecycle.ensure_supervisor()
         ticker = None
         if self.scheduler:
             ticker = asyncio.create_task(schedules.run_forever())
-        logger.info(
-            "worker %s runs up to %d tasks from %s",
-            self.worker_id,
-            self.concurrency,
-            ",".join(self.queue_names),
+        ready = (
+            f"worker {self.worker_id} ready: up to {self.concurrency} tasks at once "
+            f"from {','.join(self.queue_names)}"
+            + (", firing schedules" if self.scheduler else "")
         )
+        logger.info(ready)
+        if self.on_ready is not None:
+            self.on_ready(ready)
         try:
             await self._claim_forever()
         finally:

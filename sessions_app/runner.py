@@ -305,19 +305,22 @@ async def _hand_to_worker(
 ) -> Submission:
     """Queues a stored turn for `manage.py worker`, which tracks it from then on."""
     live_turns.pop(live.execution_id, None)
-    await dispatch.enqueue_turn(execution.pk, resume)
+    await dispatch.enqueue_turn(execution.pk, resume, attempts=execution.attempts)
     return Submission(execution, queued_on_tasks=True)
 
 
 async def run_enqueued(
-    execution_id: str, resume: DeferredToolResults | None = None
+    execution_id: str, resume: DeferredToolResults | None = None, attempts: int = 0
 ) -> AgentExecution | None:
     """Runs, in a worker, a turn a web process stored and queued (task mode);
-    a turn that ended meanwhile (cancelled, swept) is left as it is."""
+    a turn that ended meanwhile (cancelled, swept) or that another worker
+    already took over is left as it is."""
     ensure_supervisor()
-    execution = await run_db(AgentExecution.objects.filter(pk=execution_id).first)
-    if execution is None or execution.status not in AgentExecution.ACTIVE_STATUSES:
-        return execution
+    if execution_id in live_turns or not await run_db(
+        services.execution_claim_queued, execution_id, attempts
+    ):
+        return await run_db(AgentExecution.objects.filter(pk=execution_id).first)
+    execution = await run_db(AgentExecution.objects.get, pk=execution_id)
     return await _drive(track(execution), execution, resume=resume)
 
 
@@ -555,6 +558,7 @@ async def _run(
                 _usage_limits(context), live.execution_id
             )
             tree = delegation.Tree.root_of(live, execution, context, run_limits)
+        tree.stream = stream
         if context.config.get("kind") == "workflow":
             return await _run_workflow(live, execution, context, tree)
         agent, deps = _build(live, context, tree)

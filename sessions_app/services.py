@@ -618,6 +618,19 @@ def execution_set_trace_id(execution_id: Any, trace_id: str) -> None:
     )
 
 
+def execution_claim_queued(execution_id: Any, attempts: int = 0) -> bool:
+    """A worker's claim on a turn it found in the task queue: extends its lease
+    at once, unless it ended or another process took it over since it was
+    queued (`attempts` then moved on)."""
+    return bool(
+        AgentExecution.objects.filter(
+            pk=execution_id,
+            attempts=attempts,
+            status__in=AgentExecution.ACTIVE_STATUSES,
+        ).update(heartbeat_at=timezone.now())
+    )
+
+
 def execution_heartbeat(execution_ids: Iterable[Any]) -> None:
     ids = list(execution_ids)
     if ids:

@@ -7,14 +7,14 @@ Public surface:
 A worker gets the same environment as the `LiveServer`s it serves (usually
 with `AGENTRY_TURN_EXECUTION=task`), runs in its own process group and logs to
 `<log_dir>/<name>.log`. It has no port: `start()` returns once the process
-runs; tasks queued before it is ready simply wait in the database.
+says it is ready (loaded, claiming tasks).
 """
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from testing.live import (
@@ -44,6 +44,7 @@ class LiveWorker:
         self.args = args
         self.log_path = self.log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     @property
     def pid(self) -> int | None:
@@ -52,10 +53,12 @@ class LiveWorker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> LiveWorker:
+    def start(self, *, wait: bool = True) -> LiveWorker:
+        """Starts the process; with `wait`, returns once it is ready."""
         if self.running():
             return self
         with self.log_path.open("ab") as log:
+            self._log_start = log.tell()
             log.write(f"$ manage.py worker {' '.join(self.args)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
@@ -67,14 +70,25 @@ class LiveWorker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(0.5)
-        if self.proc.poll() is not None:
-            raise ProcessError(
-                f"{self.name} exited with {self.proc.returncode}; "
-                f"{self.log_path}:\n{_tail(self.log_path)}"
-            )
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until the worker says it is ready (it has loaded and claims tasks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ProcessError(
+                    f"{self.name} exited with {self.proc.returncode}; "
+                    f"{self.log_path}:\n{_tail(self.log_path)}"
+                )
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                if b" ready: " in log.read():
+                    return
+            time.sleep(0.1)
+        raise ProcessError(f"{self.name} not ready within {timeout}s")
 
     def stop(self, timeout: float = 20.0) -> int | None:
         return stop_process_group(self.proc, timeout)

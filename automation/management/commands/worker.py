@@ -49,6 +49,10 @@ class Command(BaseCommand):
             "--worker-id", default="", help="This worker's id (default: random)."
         )
 
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
     def handle(self, *args: Any, **options: Any) -> None:
         logging.getLogger("automation").setLevel(
             logging.INFO if options["verbosity"] else logging.WARNING
@@ -59,5 +63,6 @@ class Command(BaseCommand):
             interval=max(0.01, options["interval"]),
             worker_id=options["worker_id"] or get_random_string(16),
             scheduler=options["scheduler"],
+            on_ready=self._say,
         )
         asyncio.run(worker.run())
