@@ -8,6 +8,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from sessions_app import services
@@ -326,3 +327,35 @@ def test_a_delegation_tree_is_counted_once(user):
     )
     assert report["total"]["input_tokens"] == 400
     assert Decimal(report["total"]["cost_usd"]) == Decimal("0.0008")
+
+
+def test_the_admin_shows_the_same_report(client, admin_user, user):
+    session = SessionFactory(user=user)
+    executed(
+        session,
+        at=timezone.now(),
+        model="m-admin",
+        requests=4,
+        input_tokens=1234,
+        output_tokens=56,
+        cost_usd=Decimal("0.125"),
+        priced=True,
+    )
+    client.force_login(admin_user)
+    page = reverse("admin:usage_usagereport_changelist")
+    shown = client.get(page, {"group_by": "model"})
+    assert shown.status_code == 200
+    row = shown.context["report"]["results"][0]
+    assert row == {
+        "key": "m-admin",
+        "executions": 1,
+        "requests": 4,
+        "input_tokens": 1234,
+        "output_tokens": 56,
+        "cost_usd": "0.125000000000",
+    }
+    assert b"m-admin" in shown.content and b"0.125000000000" in shown.content
+    mine_only = client.get(page, {"user": admin_user.username})
+    assert mine_only.context["report"]["total"]["executions"] == 0
+    bad = client.get(page, {"group_by": "week"})
+    assert bad.status_code == 200 and b"group_by must be one of" in bad.content
