@@ -137,6 +137,13 @@ def test_a_rest_turn_is_one_span_over_pydantic_ai_spans_in_the_callers_trace(
     # The Django request span is the turn's parent, in the caller's trace.
     request_span = next(s for s in receiver.spans() if s.span_id == turn.parent_id)
     assert request_span.parent_id == traceparent.split("-")[2]
+    # The database instrumentation traces the turn's queries.
+    same_trace = [s for s in receiver.spans() if s.trace_id == trace_id]
+    assert any(
+        "postgresql"
+        in (s.attributes.get("db.system"), s.attributes.get("db.system.name"))
+        for s in same_trace
+    )
     # Prompt and answer text stay out of the spans by default.
     everything = json.dumps([s.attributes for s in receiver.spans()])
     assert marker not in everything
