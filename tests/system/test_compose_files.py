@@ -185,3 +185,17 @@ def test_through_the_proxy_credentials_in_query_strings_stay_out_of_its_log(tmp_
     log = (tmp_path / "access.log").read_text()
     assert "/api/auth/me" in log and "/ws/sessions/x/" in log
     assert "SECRET" not in log and "?" not in log, log
+
+
+def test_compose_runs_turns_on_worker_replicas_of_the_app_image():
+    compose = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
+    app, worker = compose["services"]["app"], compose["services"]["worker"]
+    assert worker["image"] == app["image"]
+    assert worker["command"][-2:] == ["manage.py", "worker"]
+    # Web and worker replicas agree on where turns run and share the stores.
+    assert app["environment"]["AGENTRY_TURN_EXECUTION"].endswith(":-task}")
+    for key, value in app["environment"].items():
+        assert worker["environment"][key] == value, key
+    assert worker["volumes"] == app["volumes"]
+    assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert "ports" not in worker and "expose" not in worker
