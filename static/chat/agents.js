@@ -6,6 +6,7 @@
  *   new AgentsView({ root, main, onChanged, onChat, announce })
  *     .open({ create })   shows the view in place of the chat (`create`: the new-agent form)
  *     .close()            back to the chat
+ *     .setHasAgents(b)    the chat's empty state offers a first agent when b is false
  *     .isOpen
  *
  * Everything goes through the REST API as any client would: `/api/agents/`,
@@ -110,6 +111,20 @@ export class AgentsView {
 
   get isOpen() {
     return !this.root.hidden;
+  }
+
+  /** The chat's empty state offers a first agent to whoever has none. */
+  setHasAgents(hasAgents) {
+    const offer = document.getElementById("empty-first-agent");
+    const pick = document.getElementById("empty-pick");
+    if (!offer || !pick) return;
+    offer.hidden = hasAgents;
+    pick.hidden = !hasAgents;
+    const button = document.getElementById("empty-create-agent");
+    if (button && !button.dataset.wired) {
+      button.dataset.wired = "1";
+      button.addEventListener("click", () => this.open({ create: true }));
+    }
   }
 
   async open({ create = false } = {}) {

@@ -121,6 +121,7 @@ function newestFirst(sessions) {
 
 function renderSidebar() {
   ui.agents.setAttribute("aria-busy", "false");
+  agentsView.setHasAgents(state.agents.length > 0);
   if (!state.agents.length) {
     const empty = document.createElement("div");
     empty.className = "muted sidebar-empty";

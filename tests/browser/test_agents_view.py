@@ -112,7 +112,11 @@ def test_a_new_user_creates_chats_edits_installs_publishes_and_deletes_agents(
         register(page, daphne_server)
         sidebar = page.locator("#sidebar")
         expect(sidebar).to_contain_text("You have no agents yet.")
-        sidebar.get_by_role("button", name="Create an agent").click()
+        expect(sidebar.get_by_role("button", name="Create an agent")).to_be_visible()
+        offer = page.locator("#main").get_by_role(
+            "button", name="Create your first agent"
+        )
+        offer.click()
         view = page.locator("#agents-view")
         expect(view.get_by_role("heading", name="New agent")).to_be_visible()
         expect(page.locator("#main")).to_be_hidden()
@@ -158,6 +162,8 @@ def test_a_new_user_creates_chats_edits_installs_publishes_and_deletes_agents(
         expect(
             sidebar.get_by_role("button", name="New chat with Librarian")
         ).to_be_visible()
+        expect(offer).to_be_hidden()
+        expect(page.locator("#empty-first-agent")).to_have_attribute("hidden", "")
 
         # Chat with it: the offline model lists the sandbox with the tool.
         view.get_by_role("button", name="Chat with Librarian").click()
