@@ -69,12 +69,26 @@ def note_first_token() -> None:
 async def observed_turn(
     live: Any, execution: Any, run: Coroutine[Any, Any, Any]
 ) -> Any:
+
+    # Reset on the way out: a child execution (delegation) runs inside its
+    # parent's task, whose lines must go on naming the parent.
+    reset = [
+        (SESSION_ID, SESSION_ID.set(live.session_id)),
+        (EXECUTION_ID, EXECUTION_ID.set(live.execution_id)),
+        (USER_ID, USER_ID.set(str(execution.user_id))),
+        (TRACE_ID, TRACE_ID.set(None)),
+    ]
+    try:
+        return await _observed(live, execution, run)
+    finally:
+        for var, token in reversed(reset):
+            var.reset(token)
+
+
+async def _observed(live: Any, execution: Any, run: Coroutine[Any, Any, Any]) -> Any:
     from sessions_app.db import run_db
     from sessions_app.services import execution_set_trace_id
 
-    SESSION_ID.set(live.session_id)
-    EXECUTION_ID.set(live.execution_id)
-    USER_ID.set(str(execution.user_id))
     # A resumed turn's row already counts its earlier runs: count this run only.
     before = (
         execution.input_tokens,
@@ -82,7 +96,7 @@ async def observed_turn(
         getattr(execution, "cost_usd", None),
     )
     started = time.monotonic()
-    _running.set(_Running(started))
+    running = _running.set(_Running(started))
     # What a run that raised (shutdown, its session deleted) is counted as.
     status = "interrupted"
     outcome = None
@@ -112,6 +126,7 @@ async def observed_turn(
             if status in _ERROR_STATUSES:
                 span.set_status(Status(StatusCode.ERROR, status))
             _count(outcome, status, seconds, before)
+            _running.reset(running)
 
 
 def _count(

@@ -595,7 +595,9 @@ async def run_child(
     tree: delegation.Tree, execution: AgentExecution, context: TurnContext
 ) -> AgentExecution:
     """Runs a child execution opened by `delegation.run_child` to its end."""
-    return await _run(tree.live, execution, context=context, tree=tree)
+    return await observed_turn(
+        tree.live, execution, _run(tree.live, execution, context=context, tree=tree)
+    )
 
 
 async def end_child(tree: delegation.Tree) -> None:
