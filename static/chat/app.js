@@ -12,6 +12,7 @@ import { AgentsView } from "./agents.js";
 import { ApiError, get, listAll, post, ref, request, uploadArtifact } from "./api.js";
 import { Conversation, errorInWords } from "./conversation.js";
 import { SessionSocket } from "./socket.js";
+import { ChatTitle } from "./rename.js";
 import { SpendMeter } from "./usage.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -60,6 +61,16 @@ const conversation = new Conversation(ui.log, {
     spend.refresh();
   },
   onDecide: decide,
+});
+
+const chatTitle = new ChatTitle({
+  heading: ui.title,
+  label: sessionLabel,
+  onRenamed: (session) => {
+    document.title = `${sessionLabel(session)} · Agentry`;
+    refreshSessions(ref(session.agent));
+  },
+  announce,
 });
 
 const agentsView = new AgentsView({
@@ -194,6 +205,7 @@ async function refreshSessions(agentId) {
   try {
     await loadSessions(agentId);
     renderSidebar();
+    chatTitle.update(state.sessions.get(agentId)?.find((s) => ref(s.id) === state.sessionId));
   } catch {
     // The list is a convenience; the conversation itself is unaffected.
   }
@@ -231,6 +243,7 @@ function leaveSession() {
   state.socket = null;
   state.sessionId = null;
   state.session = null;
+  chatTitle.show(null);
   setComposerEnabled(false);
   setConnection("idle");
 }
@@ -297,7 +310,7 @@ async function openSession(sessionId) {
 
   state.session = session;
   const agent = agentOf(session);
-  ui.title.textContent = sessionLabel(session);
+  chatTitle.show(session);
   ui.subtitle.textContent = agent ? `with ${agent.name}` : "";
   document.title = `${sessionLabel(session)} · Agentry`;
 
