@@ -82,6 +82,11 @@ async def fire(schedule: Schedule):  # -> runner.Submission
     """Starts one run of the schedule (a new session unless it names one)."""
     from automation.runs import start_run
 
+    # Its owner, agent and session, read here rather than lazily on the loop.
+    schedule = await run_db(
+        Schedule.objects.select_related("owner", "agent", "session").get,
+        pk=schedule.pk,
+    )
     submission = await start_run(
         user=schedule.owner,
         agent=schedule.agent,
