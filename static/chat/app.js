@@ -14,6 +14,7 @@ import { Conversation, errorInWords } from "./conversation.js";
 import { SessionSocket } from "./socket.js";
 import { ChatTitle } from "./rename.js";
 import { SpendMeter } from "./usage.js";
+import { RunsPanel } from "./runs.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -48,6 +49,7 @@ const state = {
 };
 
 const spend = new SpendMeter(document.querySelector(".chat-header"));
+const runs = new RunsPanel(document.querySelector(".chat-header"));
 spend.refresh();
 
 const conversation = new Conversation(ui.log, {
@@ -243,6 +245,7 @@ function leaveSession() {
   state.socket = null;
   state.sessionId = null;
   state.session = null;
+  runs.show([]);
   chatTitle.show(null);
   setComposerEnabled(false);
   setConnection("idle");
@@ -317,6 +320,7 @@ async function openSession(sessionId) {
   for (const event of events) conversation.receive(event);
   const oldestFirst = [...executions].reverse();
   for (const execution of oldestFirst) conversation.applyExecution(execution);
+  runs.show(executions);
   ui.log.scrollTop = ui.log.scrollHeight;
   setComposerEnabled(true);
 
@@ -355,6 +359,7 @@ function onFrame(sessionId, frame) {
     conversation.receive(frame.event);
   } else if (frame.type === "execution") {
     conversation.applyExecution(frame.execution);
+    runs.apply(frame.execution);
   } else if (frame.type === "error") {
     if (APPROVAL_ERRORS.has(frame.error?.code)) {
       conversation.reopenApprovals();
