@@ -268,8 +268,13 @@ async def submit_turn(request: TurnRequest) -> Submission:
     try:
         result = await run_db(_open, request)
     except services.SessionBusy:
+        # Named, so a client sending several messages knows which was refused.
+        refused = request.client_message_id
         raise TurnRejected(
-            "session_busy", "Another turn of this session is running.", 409
+            "session_busy",
+            "Another turn of this session is running.",
+            409,
+            details={"client_message_id": refused} if refused else None,
         ) from None
     opened = result.turn
     if opened.duplicate:

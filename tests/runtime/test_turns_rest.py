@@ -163,13 +163,14 @@ async def test_busy_session_answers_409_and_stores_nothing(
     await ws.until(is_partial)
     response = await client_for(user).post(
         f"/api/sessions/{session.pk}/messages/",
-        {"content": "second"},
+        {"content": "second", "client_message_id": "m-2"},
         content_type="application/json",
     )
     assert (
         response.status_code == 409
         and response.json()["error"]["code"] == "session_busy"
     )
+    assert response.json()["error"]["details"] == {"client_message_id": "m-2"}
 
     cancel = await client_for(user).post(f"/api/sessions/{session.pk}/cancel/")
     assert cancel.status_code == 202 and cancel.json() == {"cancelled": True}
