@@ -226,8 +226,17 @@ def open_with_reservations(open_turn: Any, **kwargs: Any) -> Any:
 
 
 def _allowance_now(execution_id: str) -> int | None:
-    """The allowance of a turn that opened elsewhere or is resuming: what
-    its covering `block` budgets have left now (read, not reserved)."""
+    """The allowance of a turn that opened in another process (a worker runs
+    it, or took it over): its reservation; for a turn resuming after an
+    approval, what its covering `block` budgets have left now (read, not
+    reserved)."""
+    reserved = list(
+        BudgetReservation.objects.filter(execution_id=execution_id).values_list(
+            "tokens", flat=True
+        )
+    )
+    if reserved:
+        return min(reserved)
     execution = (
         AgentExecution.objects.filter(pk=execution_id)
         .values("user_id", "agent_id", "model")

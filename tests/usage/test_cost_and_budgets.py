@@ -14,10 +14,12 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 from django.utils import timezone
 from genai_prices import data_snapshot
+from pydantic_ai.usage import UsageLimits
 
-from sessions_app import runner
+from sessions_app import limits, runner, services
 from sessions_app.models import AgentExecution, Event
 from tests.plugins.runtime import access_token
+from usage import allowances
 from usage.budgets import BudgetExceeded, period_bounds
 from usage.models import Budget, BudgetReservation, ModelPrice
 
@@ -206,3 +208,44 @@ async def test_concurrent_starts_cannot_share_one_remainder(
     assert (len(admitted), len(refused)) == (1, 19), results
     await runner.wait_for_execution(admitted[0])
     assert await AgentExecution.objects.acount() == 1
+
+
+async def test_a_turn_run_by_another_process_keeps_its_reservation_as_its_limit(
+    settings, user, make_agent, make_session
+):
+    """A worker (or a takeover) runs a turn another process opened: its limit
+    is the turn's own reservation, not the remainder its reservation holds."""
+    settings.AGENTRY_TURN_RESERVATION = 300
+    agent = await sync_to_async(make_agent)(user, model="offline")
+    session = await sync_to_async(make_session)(user, agent)
+    await Budget.objects.acreate(
+        scope="user", user=user, period="day", limit_tokens=500
+    )
+    opened = await sync_to_async(limits.turn_open_budgeted)(
+        services.turn_open,
+        session=session,
+        user_id=user.pk,
+        content="hi",
+        metadata={},
+        client_message_id="",
+        policy="reject",
+        model="offline",
+    )
+    execution_id = str(opened.execution.pk)
+    allowances.forget(execution_id)  # this process never opened it
+    bounded = await limits.bounded_by_budgets(UsageLimits(), execution_id)
+    assert bounded.total_tokens_limit == 300
+    # A second turn gets only what is left: 500 - 300.
+    other = await sync_to_async(make_session)(user, agent)
+    second = await sync_to_async(limits.turn_open_budgeted)(
+        services.turn_open,
+        session=other,
+        user_id=user.pk,
+        content="hi",
+        metadata={},
+        client_message_id="",
+        policy="reject",
+        model="offline",
+    )
+    reserved = await BudgetReservation.objects.aget(execution=second.execution)
+    assert reserved.tokens == 200
