@@ -10,15 +10,22 @@ Public surface:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Final
 
 UNKNOWN: Final = -1
 
-_allowances: dict[str, int | None] = {}
+#: A turn opened here may run elsewhere (a worker) and never be read here;
+#: the oldest entries go, and such a turn reads its reservation from the database.
+MAX_KEPT = 10_000
+
+_allowances: OrderedDict[str, int | None] = OrderedDict()
 
 
 def keep(execution_id: Any, tokens: int | None) -> None:
     _allowances[str(execution_id)] = tokens
+    while len(_allowances) > MAX_KEPT:
+        _allowances.popitem(last=False)
 
 
 def take(execution_id: Any) -> int | None:
