@@ -28,6 +28,7 @@ BENCHMARKS = (
     "idle_websockets",
     "rest",
     "tracing",
+    "workers",
 )
 
 
