@@ -86,10 +86,12 @@ _SUMS = {
 
 def report(executions: QuerySet[AgentExecution], query: ReportQuery) -> dict[str, Any]:
     start = dt.datetime.combine(query.start, dt.time.min, tzinfo=dt.UTC)
-    end = dt.datetime.combine(
-        query.end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC
-    )
-    rows = executions.filter(created_at__gte=start, created_at__lt=end).order_by()
+    rows = executions.filter(created_at__gte=start).order_by()
+    if query.end < dt.date.max:  # `to` is the last date there is: no end
+        end = dt.datetime.combine(
+            query.end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC
+        )
+        rows = rows.filter(created_at__lt=end)
     if query.group_by == "day":
         grouped = rows.annotate(key=TruncDate("created_at", tzinfo=dt.UTC))
     else:

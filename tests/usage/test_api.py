@@ -257,6 +257,8 @@ def test_the_usage_report_groups_own_turns(auth_client, user, other_user, admin_
     ).json()
     assert whole["results"] == [{"key": str(user.pk), **whole["total"]}]
     assert whole["total"]["executions"] == 4
+    widest = {"group_by": "day", "from": "0001-01-01", "to": "9999-12-31"}
+    assert client.get("/api/usage/", widest).json()["total"] == whole["total"]
 
     assert client.get("/api/usage/", {"user": str(other_user.pk)}).status_code == 403
     staff = auth_client(admin_user)
