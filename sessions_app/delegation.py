@@ -80,6 +80,8 @@ class Tree:
     limits: UsageLimits | None = None
     #: The shared usage when this run began (zero for a root).
     usage_before: dict[str, int] = field(default_factory=dict)
+    #: This run's `TurnStream`: a child waits for its call's event to be stored.
+    stream: Any = None
 
     @property
     def is_root(self) -> bool:
@@ -260,6 +262,9 @@ async def run_delegated(ctx: RunContext[Any], target_id: str, task: str) -> str:
     if not isinstance(tree, Tree):
         raise ToolFailed("Delegation runs only inside a turn.")
     tool_call = (ctx.tool_call_id or "", ctx.tool_name or "")
+    if tree.stream is not None and ctx.tool_call_id:
+        # The call's event comes first in the log: the child's hang under it.
+        await tree.stream.call_stored(ctx.tool_call_id)
     try:
         child = await run_child(tree, target_id, task, tool_call=tool_call)
     except DelegationRefused as exc:

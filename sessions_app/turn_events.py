@@ -85,6 +85,9 @@ class TurnStream:
         self.segment: list[str] = []
         # Calls already stored: a resumed run re-announces the approved ones.
         self.announced = set(announced or ())
+        self._earlier = frozenset(self.announced)
+        # Set once a call's event is stored (a delegated run waits for it).
+        self._stored_calls: dict[str, asyncio.Event] = {}
         # Results already stored: a taken-over run answers calls with them.
         self.resulted: set[str] = set()
         self._held: list[str] = []
@@ -164,6 +167,19 @@ class TurnStream:
         )
         await broadcast.publish(self.session_id, *(event_frame(e) for e in events))
 
+    def _call_stored(self, tool_call_id: str) -> asyncio.Event:
+        return self._stored_calls.setdefault(tool_call_id, asyncio.Event())
+
+    async def call_stored(self, tool_call_id: str, timeout: float = 10.0) -> None:
+        """Waits until the call's event is stored: a tool that stores events of
+        its own (a delegated run) stores them after its call, in order."""
+        if tool_call_id in self._earlier:
+            return
+        try:
+            await asyncio.wait_for(self._call_stored(tool_call_id).wait(), timeout)
+        except TimeoutError:
+            logger.warning("tool call %s was not stored in time", tool_call_id)
+
     def take_segment(self) -> str:
         """The text streamed since the last stored event (and forgets it)."""
         text, self.segment = "".join(self.segment), []
@@ -192,6 +208,7 @@ class TurnStream:
             )
         )
         await self.store(*specs)
+        self._call_stored(part.tool_call_id).set()
 
     def already_stored(self, calls: Iterable[str], results: Iterable[str]) -> None:
         """Tool events stored before this run (a taken-over turn's): not again."""

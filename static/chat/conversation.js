@@ -12,6 +12,7 @@
  */
 
 import { ref } from "./api.js";
+import { Delegation } from "./delegation.js";
 import { renderMarkdown } from "./markdown.js";
 import { turnCostParts } from "./usage.js";
 
@@ -95,6 +96,8 @@ export class Conversation {
     this.turnEnd = new Map(); // execution id -> last element of that turn
     this.meta = new Map(); // execution id -> usage line element
     this.tools = new Map(); // tool_call_id -> details element
+    this.delegation = new Delegation(); // delegated runs' blocks
+    this.into = null; // where the event being applied goes (a child's block)
     this.approvals = new Map(); // execution id -> {el, decided, pending}
     this.stream = null; // {key, segments: [{el, text}], current}
     this.pending = []; // optimistic user messages: {clientMessageId, content, el}
@@ -126,7 +129,7 @@ export class Conversation {
   }
 
   append(node, executionId) {
-    this.withScroll(() => this.root.append(node));
+    this.withScroll(() => (this.into ?? this.root).append(node));
     if (executionId) this.markTurn(executionId, node);
     this.placeWorking();
     return node;
@@ -185,7 +188,9 @@ export class Conversation {
       error: () => this.errorEvent(event),
       state: () => this.stateEvent(event),
     };
+    this.into = this.delegation.containerFor(executionId);
     const node = (handlers[event.kind] ?? (() => null))();
+    this.into = null;
     if (node && executionId) this.markTurn(executionId, node);
   }
 
@@ -275,7 +280,9 @@ export class Conversation {
       node.setAttribute("aria-busy", "true");
       this.stream.current = { el: node, text: "" };
       this.stream.segments.push(this.stream.current);
+      this.into = this.delegation.containerFor(key);
       this.append(node, key === "current" ? null : key);
+      this.into = null;
       this.hooks.announce("The agent is answering…");
     }
     this.stream.current.text += event.content ?? "";
@@ -368,6 +375,7 @@ export class Conversation {
   // --- approvals ------------------------------------------------------------
 
   stateEvent(event) {
+    if (Delegation.opens(event)) return this.delegation.open(event, this.tools, this.root);
     const executionId = ref(event.execution);
     const requests = event.actions?.approval_requests;
     if (event.author === "system" && Array.isArray(requests) && requests.length) {

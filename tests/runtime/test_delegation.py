@@ -101,6 +101,8 @@ async def test_a_delegate_tool_runs_the_target_as_a_child_of_the_turn(
         "ask_helper"
     )
     assert mine[-1].content == "hi-from-child" and not mine[-1].turn_complete
+    delegating_call = next(e for e in log if e.kind == "tool_call")
+    assert delegating_call.sequence_number < mine[0].sequence_number
     assert [e for e in log if e.turn_complete][-1].execution_id == root.pk
 
     streamed = {f["event"]["execution"] for f in frames if f["type"] == "event"}
