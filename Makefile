@@ -11,7 +11,7 @@ VENV_PY := .venv/bin/python
 # The development .env `make run` leaves for this checkout's manage.py commands.
 ENV_FILE ?= .env
 
-.PHONY: install install-runtime run test test-fast lint format migrations-check bench audit clean
+.PHONY: install install-runtime run test test-fast lint typecheck format migrations-check bench audit clean
 
 UV_BOOTSTRAP = command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 
@@ -61,6 +61,11 @@ lint: install node_modules/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	npx --no-install eslint static/chat
+
+# mypy, strict on sessions_app, agents and tools (pyproject's [tool.mypy]);
+# the settings module needs a key, which the testing flag provides.
+typecheck: install
+	AGENTRY_TESTING=1 .venv/bin/mypy
 
 format: install
 	.venv/bin/ruff check --fix .
