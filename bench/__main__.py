@@ -29,6 +29,7 @@ BENCHMARKS = (
     "rest",
     "tracing",
     "workers",
+    "delegation",
 )
 
 
