@@ -169,9 +169,7 @@ async def take_over_stale() -> int:
     those out of takeovers); returns how many it took over."""
     from sessions_app import runner
 
-    claimed, _ = await run_db_on(
-        _housekeeping, _sweep, None, take_over=_takes_over()
-    )
+    claimed, _ = await run_db_on(_housekeeping, _sweep, None, take_over=_takes_over())
     for execution in claimed:
         logger.info(
             "taking over turn %s (takeover %d)", execution.pk, execution.attempts
@@ -237,7 +235,9 @@ def ensure_supervisor() -> None:
 async def _beat_forever() -> None:
     """Extends the lease of every turn of this process, in one query."""
     while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
+        # Several beats per lease: a short lease (tests) must not lapse under a
+        # live turn, or another process would take it over.
+        await asyncio.sleep(min(HEARTBEAT_SECONDS, settings.AGENTRY_TURN_LEASE / 4))
         if not live_turns:
             continue
         try:

@@ -47,7 +47,10 @@ async def _finished(execution_id) -> AgentExecution:
 
 
 async def _events(session) -> list[Event]:
-    return [e async for e in Event.objects.filter(session=session).order_by("sequence_number")]
+    return [
+        e
+        async for e in Event.objects.filter(session=session).order_by("sequence_number")
+    ]
 
 
 async def test_a_dead_turn_cut_off_in_its_first_step_is_answered_by_a_takeover(
@@ -139,13 +142,17 @@ async def test_a_takeover_reruns_a_read_only_call_and_reports_a_writing_one_inte
     assert results["c2"].content == durable.INTERRUPTED_CALL
     assert not (settings.REPO_ROOT / "out.txt").exists(), "the write is not run again"
     # The model got both answers and the turn's messages hold the whole run.
-    tool_messages = [m for m in fake_llm.requests[-1]["messages"] if m["role"] == "tool"]
+    tool_messages = [
+        m for m in fake_llm.requests[-1]["messages"] if m["role"] == "tool"
+    ]
     assert {m["tool_call_id"] for m in tool_messages} == {"c1", "c2"}
     kinds = [m["kind"] for m in execution.messages]
     assert kinds == ["request", "response", "request", "response"]
 
 
-async def test_a_turn_out_of_takeovers_ends_interrupted(fake_llm, user, new_session, settings):
+async def test_a_turn_out_of_takeovers_ends_interrupted(
+    fake_llm, user, new_session, settings
+):
     settings.AGENTRY_TURN_MAX_ATTEMPTS = 2
     session = await new_session()
     dead = await sync_to_async(_open_dead_turn)(
@@ -173,3 +180,54 @@ def test_two_sweepers_claim_a_dead_turn_once(user, make_session):
 
     assert [e.pk for e in first] == [dead.pk] and second == []
     assert AgentExecution.objects.get(pk=dead.pk).attempts == 1
+
+
+async def test_a_step_that_calls_tools_is_stored_before_they_run(
+    fake_llm, user, make_agent, new_session, settings
+):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    arrived = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(reader, writer):
+        await reader.read(65536)
+        arrived.set()
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    agent = await sync_to_async(make_agent)(
+        user,
+        tools=[
+            {
+                "tool": "http_endpoint",
+                "config": {
+                    "name": "charge",
+                    "description": "Charges the card.",
+                    "url": f"http://127.0.0.1:{port}/charge",
+                },
+            }
+        ],
+    )
+    session = await new_session(agent=agent)
+    from sessions_app import runner
+    from sessions_app.turn_request import TurnRequest
+
+    submission = await runner.submit_turn(
+        TurnRequest(
+            session_id=str(session.pk),
+            user_id=user.pk,
+            content="[[call charge {}]] pay",
+        )
+    )
+    await asyncio.wait_for(arrived.wait(), 20)
+    execution = await AgentExecution.objects.aget(pk=submission.execution.pk)
+    assert [m["kind"] for m in execution.messages] == ["request", "response"]
+    assert execution.messages[1]["parts"][0]["tool_name"] == "charge"
+    release.set()
+    finished = await runner.wait_for_execution(submission)
+    server.close()
+    assert finished.status == "succeeded"

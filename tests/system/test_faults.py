@@ -45,6 +45,9 @@ LONG_ANSWER = "[[tokens=400 delay=40]] tell me a long story"
 def stack(stack_factory):
     stack = stack_factory(
         AGENTRY_TURN_LEASE=LEASE_SECONDS,
+        # No takeovers: a turn whose process died ends `interrupted` (the
+        # takeovers themselves are tests/system/test_durable_turns.py's).
+        AGENTRY_TURN_MAX_ATTEMPTS=0,
         AGENTRY_MODEL_TIMEOUT=MODEL_TIMEOUT_SECONDS,
         DATABASE_POOL_MIN=2,
         DATABASE_POOL_MAX=8,
@@ -294,7 +297,9 @@ def test_sigterm_ends_running_turns_interrupted_with_their_events(server, api, s
     print(f"SIGTERM to exit: {stop_seconds:.2f}s")
 
 
-def test_kill_9_mid_turn_is_swept_interrupted_after_restart(server, api, session):
+def test_kill_9_mid_turn_out_of_takeovers_is_swept_interrupted_after_restart(
+    server, api, session
+):
     ws, execution_id = _start_long_turn(server, api, session["id"])
     killed = time.monotonic()
     server.kill()
