@@ -24,7 +24,9 @@ import pytest
 
 from testing.live import LiveServer, server_env
 
-pytestmark = pytest.mark.slow
+# The module's first test also waits for the server's migrations and the
+# client's generation, which take minutes on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "agentry_generated_client"
