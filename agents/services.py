@@ -121,7 +121,10 @@ def agent_create(
 ) -> Agent:
     """Creates an agent (dynamic, private and active unless `fields` say otherwise)
     at version 1 with its tools and its first AgentVersion."""
-    agent = Agent(owner=owner, **{k: fields[k] for k in EDITABLE_FIELDS if k in fields})
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"agent_create got fields it does not set: {sorted(unknown)}")
+    agent = Agent(owner=owner, **fields)
     agent.version = 1
     _save_new(agent)
     _replace_tools(agent, tools)

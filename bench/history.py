@@ -154,17 +154,16 @@ def _prepare(backend: Backend, model_url: str) -> tuple[Any, dict[int, Any]]:
 
     call_command("migrate", verbosity=0)
     from accounts.models import User
-    from agents.models import Agent, AgentVersion
+    from agents.services import agent_create
 
     user = User.objects.create_user("bench", "bench@example.com", "Sturdy-passw0rd!")
-    agent = Agent.objects.create(
+    agent = agent_create(
         owner=user,
-        name="bench",
-        model=FAKE_MODEL,
-        instructions="Answer briefly.",
-    )
-    AgentVersion.objects.create(
-        agent=agent, version=agent.version, config=agent.config_snapshot()
+        fields={
+            "name": "bench",
+            "model": FAKE_MODEL,
+            "instructions": "Answer briefly.",
+        },
     )
     return user, {n: _seed(n, user, agent) for n in (SHORT, LONG)}
 

@@ -25,26 +25,23 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class AgentFactory(factory.django.DjangoModelFactory):
-    """An agent at version 1 with its first AgentVersion, as the API creates it."""
+    """An agent at version 1 with its first AgentVersion, made the way the API
+    makes one (`agents.services.agent_create`)."""
 
     class Meta:
         model = "agents.Agent"
-        # The hook writes a version row; the agent itself needs no second save.
-        skip_postgeneration_save = True
 
     owner = factory.SubFactory(UserFactory)
     name = factory.Sequence(lambda n: f"Agent {n}")
     model = "test"
     instructions = "Be brief."
 
-    @factory.post_generation
-    def first_version(self, create, extracted, **kwargs):
-        if create:
-            from agents.models import AgentVersion
+    @classmethod
+    def _create(cls, model_class, *args, **fields):
+        from agents.services import agent_create
 
-            AgentVersion.objects.create(
-                agent=self, version=self.version, config=self.config_snapshot()
-            )
+        owner, tools = fields.pop("owner"), fields.pop("tools", ())
+        return agent_create(owner=owner, fields=fields, tools=tools)
 
 
 class SessionFactory(factory.django.DjangoModelFactory):

@@ -23,7 +23,7 @@ from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
-from agents.models import Agent, AgentVersion
+from agents.models import Agent
 from sessions_app.frames import is_terminal
 from sessions_app.models import Session
 from testing.fake_openai import FAKE_MODEL
@@ -38,17 +38,16 @@ def _fresh_channel_layers():
 
 @pytest.fixture
 def make_agent(db) -> Callable[..., Agent]:
+    """Factory: `make_agent(owner, tools=[...], **fields)` -> an agent made the way
+    the API makes one (`agents.services.agent_create`), on the fake model."""
+
     def make(owner, **fields: Any) -> Agent:
+        from agents.services import agent_create
+
         tools = fields.pop("tools", [])
         fields.setdefault("name", f"agent-{uuid.uuid4().hex[:8]}")
         fields.setdefault("model", FAKE_MODEL)
-        agent = Agent.objects.create(owner=owner, **fields)
-        for position, tool in enumerate(tools):
-            agent.tools.create(position=position, **tool)
-        AgentVersion.objects.create(
-            agent=agent, version=agent.version, config=agent.config_snapshot()
-        )
-        return agent
+        return agent_create(owner=owner, fields=fields, tools=tools)
 
     return make
 
