@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_header_credentials_to_secrets'),
+        ("accounts", "0003_header_credentials_to_secrets"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='webhook_secret',
-            field=models.TextField(blank=True, default='', help_text="Signs this user's webhook deliveries (stored encrypted; shown once)."),
+            model_name="user",
+            name="webhook_secret",
+            field=models.TextField(
+                blank=True,
+                default="",
+                help_text="Signs this user's webhook deliveries (stored encrypted; shown once).",
+            ),
         ),
     ]

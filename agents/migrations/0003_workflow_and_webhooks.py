@@ -4,20 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0002_tool_approval_ttl_and_edit'),
+        ("agents", "0002_tool_approval_ttl_and_edit"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agent',
-            name='webhooks',
-            field=models.JSONField(blank=True, default=list, help_text="URLs told when any of this agent's executions finishes."),
+            model_name="agent",
+            name="webhooks",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="URLs told when any of this agent's executions finishes.",
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='workflow',
-            field=models.JSONField(blank=True, help_text='Workflow agents only: {"steps": [{"name", "agent", "prompt"}]}.', null=True),
+            model_name="agent",
+            name="workflow",
+            field=models.JSONField(
+                blank=True,
+                help_text='Workflow agents only: {"steps": [{"name", "agent", "prompt"}]}.',
+                null=True,
+            ),
         ),
     ]
