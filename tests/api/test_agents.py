@@ -127,7 +127,7 @@ CONFIG_CHANGES = {
     "model_settings": {"model_settings": {"temperature": 0.7}},
     "output_schema": {"output_schema": {"type": "object"}},
     "usage_limits": {"usage_limits": {"request_limit": 3}},
-    "kind": {"kind": "workflow"},
+    "kind": {"kind": "static"},
     "tools": {"tools": [CLOCK]},
     "tool_config": {"tools": [{**NOTES, "config": {"limit": 4}}]},
     "tool_enabled": {"tools": [{**NOTES, "enabled": False}]},
