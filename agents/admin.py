@@ -7,6 +7,7 @@ admin bumps the version exactly like one through the API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -15,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import secrets
+from accounts.authenticated import authenticated_user
 from agents import delegation, services
 from agents.factory import AgentConfigError, validate_model_name, validate_output_schema
 from agents.models import (
@@ -37,7 +39,7 @@ def _tool_choices() -> list[tuple[str, str]]:
     return [(kind.name, f"{kind.name} ({kind.category})") for kind in registry.kinds()]
 
 
-class AgentToolForm(forms.ModelForm):
+class AgentToolForm(forms.ModelForm[AgentTool]):
     tool = forms.ChoiceField(choices=_tool_choices)
 
     class Meta:
@@ -47,15 +49,18 @@ class AgentToolForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         current = self.initial.get("tool") or getattr(self.instance, "tool", "")
+        tool_field = self.fields["tool"]
         if current and current not in registry:
+            assert isinstance(tool_field, forms.ChoiceField)
             # Keep a kind that is no longer registered visible (and refusable).
-            self.fields["tool"].choices = [
+            tool_field.choices = [
                 *_tool_choices(),
                 (current, f"{current} (not registered)"),
             ]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         tool = cleaned.get("tool")
         if tool and "config" not in self.errors:
             try:
@@ -67,7 +72,7 @@ class AgentToolForm(forms.ModelForm):
         return cleaned
 
 
-class AgentToolFormSet(forms.BaseInlineFormSet):
+class AgentToolFormSet(forms.BaseInlineFormSet[AgentTool, Agent, AgentToolForm]):
     def clean(self) -> None:
         """Header values may name only secrets of the agent's owner."""
         super().clean()
@@ -104,14 +109,14 @@ class AgentToolFormSet(forms.BaseInlineFormSet):
             raise forms.ValidationError(str(exc)) from None
 
 
-class AgentToolInline(admin.TabularInline):
+class AgentToolInline(admin.TabularInline[AgentTool, Agent]):
     model = AgentTool
     form = AgentToolForm
     formset = AgentToolFormSet
     extra = 0
 
 
-class AgentVersionInline(admin.TabularInline):
+class AgentVersionInline(admin.TabularInline[AgentVersion, Agent]):
     model = AgentVersion
     fields = ("version", "created_by", "created_at", "notes")
     readonly_fields = fields
@@ -127,12 +132,12 @@ class AgentVersionInline(admin.TabularInline):
         return False
 
 
-class AgentAdminForm(forms.ModelForm):
+class AgentAdminForm(forms.ModelForm[Agent]):
     class Meta:
         model = Agent
         fields = ["owner", *EDITABLE_FIELDS]
 
-    def _check(self, field: str, check) -> Any:
+    def _check(self, field: str, check: Callable[[Any], object]) -> Any:
         value = self.cleaned_data.get(field)
         try:
             check(value)
@@ -141,7 +146,8 @@ class AgentAdminForm(forms.ModelForm):
         return value
 
     def clean_model(self) -> str:
-        return self._check("model", validate_model_name)
+        model: str = self._check("model", validate_model_name)
+        return model
 
     def clean_model_settings(self) -> Any:
         return self._check("model_settings", validate_model_settings)
@@ -160,7 +166,7 @@ class AgentAdminForm(forms.ModelForm):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(admin.ModelAdmin[Agent]):
     form = AgentAdminForm
     inlines = [AgentToolInline, AgentVersionInline]
     list_display = (
@@ -198,17 +204,19 @@ class AgentAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: Any, change: bool
+    ) -> None:
         super().save_related(request, form, formsets, change)
         services.agent_record_change(
             agent=form.instance,
-            user=request.user,
+            user=authenticated_user(request),
             notes="Changed in the admin." if change else "Created in the admin.",
         )
 
 
 @admin.register(AgentVersion)
-class AgentVersionAdmin(admin.ModelAdmin):
+class AgentVersionAdmin(admin.ModelAdmin[AgentVersion]):
     list_display = ("agent", "version", "created_by", "created_at")
     list_filter = ("created_at",)
     search_fields = ("agent__name", "agent__slug", "notes")
@@ -229,7 +237,7 @@ class AgentVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Listing)
-class ListingAdmin(admin.ModelAdmin):
+class ListingAdmin(admin.ModelAdmin[Listing]):
     list_display = (
         "title",
         "publisher",

@@ -18,7 +18,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import URLPattern, URLResolver, path
 
 from agents.models import Agent
 from agents.selectors import agent_answers
@@ -40,7 +40,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class EventInline(ReadOnlyAdminMixin, admin.TabularInline):
+class EventInline(ReadOnlyAdminMixin, admin.TabularInline[Event, Session]):
     model = Event
     fields = (
         "sequence_number",
@@ -58,7 +58,7 @@ class EventInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
 
-class SessionAdminForm(forms.ModelForm):
+class SessionAdminForm(forms.ModelForm[Session]):
     class Meta:
         model = Session
         fields = [
@@ -72,7 +72,8 @@ class SessionAdminForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         agent, user = cleaned.get("agent"), cleaned.get("user")
         adding = self.instance._state.adding
         if adding and agent and user and not agent_answers(agent=agent, user=user):
@@ -84,7 +85,7 @@ class SessionAdminForm(forms.ModelForm):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(admin.ModelAdmin[Session]):
     form = SessionAdminForm
     inlines = [EventInline]
     list_display = ("__str__", "user", "agent", "last_sequence", "updated_at")
@@ -119,7 +120,7 @@ class SessionAdmin(admin.ModelAdmin):
         obj._state.adding = False
         obj.refresh_from_db()
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern | URLResolver]:
         return [
             path(
                 "try/<uuid:agent_id>/",
@@ -179,13 +180,15 @@ class TryAgentForm(forms.Form):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Event]):
     list_display = ("session", "sequence_number", "author", "kind", "turn_complete")
     list_filter = ("author", "kind", "turn_complete")
     search_fields = ("content", "session__title", "error_code")
 
 
-class ApprovalDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
+class ApprovalDecisionInline(
+    ReadOnlyAdminMixin, admin.TabularInline[ApprovalDecision, AgentExecution]
+):
     """Who decided on each tool call that waited for approval (kept for audit)."""
 
     model = ApprovalDecision
@@ -197,7 +200,7 @@ class ApprovalDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(AgentExecution)
-class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[AgentExecution]):
     list_display = (
         "id",
         "agent",
@@ -232,7 +235,7 @@ class AgentExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Artifact)
-class ArtifactAdmin(admin.ModelAdmin):
+class ArtifactAdmin(admin.ModelAdmin[Artifact]):
     """Artifacts are uploaded through the API or written by tools, which record
     their size, digest and version; the admin views and deletes them."""
 

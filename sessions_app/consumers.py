@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -32,7 +33,8 @@ from accounts import ws_auth
 from core.text import TOO_DEEP_MESSAGE, is_too_deep
 from sessions_app import broadcast, runner, selectors, stream_health
 from sessions_app.db import run_db
-from sessions_app.frames import ErrorFrame, error_frame, event_frame
+from sessions_app.frames import ErrorFrame, Frame, error_frame, event_frame
+from sessions_app.models import Event
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,12 @@ STREAM_UNAVAILABLE_REASON = "stream unavailable: reconnect and resume"
 RESUME_PAGE = 500
 
 
-async def refuse_unavailable(receive, send) -> None:
+#: An ASGI application's `receive` and `send` callables, as this module uses them.
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def refuse_unavailable(receive: Receive, send: Send) -> None:
     """Accepts, sends the `stream_unavailable` error frame and closes (4503)."""
     message = await receive()
     if message.get("type") != "websocket.connect":
@@ -79,14 +86,20 @@ def refusal_frame(exc: runner.TurnRejected, client_message_id: str) -> ErrorFram
     return frame
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+# channels ships no type hints, so its consumer base class is untyped.
+class ChatConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     session_id: str | None = None
+    listening: broadcast.Listening | None = None
     relay_down = False
     socket_auth: ws_auth.SocketAuth | None = None
-    expiry_task: asyncio.Task | None = None
+    expiry_task: asyncio.Task[None] | None = None
     unauthorised = False
+    #: Until when (monotonic) the last re-check of the user holds.
+    authorised_until = float("-inf")
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
         try:
             await super().__call__(scope, receive, send)
         except Exception:
@@ -120,9 +133,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.session_id = session_id
         try:
-            await self.channel_layer.group_add(
-                broadcast.session_group(session_id), self.channel_name
-            )
+            self.listening = await broadcast.listen(session_id, self.relay_frames)
             await self.channel_layer.group_add(
                 ws_auth.user_group(user.pk), self.channel_name
             )
@@ -145,11 +156,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         stream_health.unwatch(self.stream_unavailable)
         if self.expiry_task is not None:
             self.expiry_task.cancel()
+        if self.listening is not None:
+            await self.listening.close()
         if self.session_id is not None:
             try:
-                await self.channel_layer.group_discard(
-                    broadcast.session_group(self.session_id), self.channel_name
-                )
                 await self.channel_layer.group_discard(
                     ws_auth.user_group(self.scope["user"].pk), self.channel_name
                 )
@@ -168,11 +178,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close_unauthorised("token expired")
 
     async def still_authorised(self) -> bool:
-        """Re-checks the user before acting on a client frame (one query)."""
+        """Re-checks the user before acting on a client frame: one query at
+        most every `ws_auth.recheck_seconds()` (revocations through the
+        user's group close the socket at once, whatever the interval)."""
         auth = self.socket_auth
         if auth is None:
             return False
+        now = time.monotonic()
+        if now < self.authorised_until and not ws_auth.expired(auth):
+            return True
         if await run_db(ws_auth.socket_still_authorised, auth):
+            self.authorised_until = now + ws_auth.recheck_seconds()
             return True
         await self.close_unauthorised("credentials no longer valid")
         return False
@@ -229,7 +245,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await handler(frame)
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
+    async def send_frame(self, frame: Frame) -> None:
         await self.send(text_data=json.dumps(frame, ensure_ascii=False))
 
     # ---- client frames
@@ -280,12 +296,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
             )
             return
+
+        def page_after(sequence: int) -> list[Event]:
+            return list(selectors.events_after(self.session_id, sequence, RESUME_PAGE))
+
         while True:
-            events = await run_db(
-                lambda a=after: list(
-                    selectors.events_after(self.session_id, a, RESUME_PAGE)
-                )
-            )
+            events = await run_db(page_after, after)
             for event in events:
                 await self.send_frame(event_frame(event))
             if len(events) < RESUME_PAGE:
@@ -294,15 +310,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # ---- group messages
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale database connections before every message,
-        # a worker-thread round trip; relaying frames touches no database,
-        # and a streamed answer is a message every few milliseconds.
-        if message.get("type") == broadcast.FRAMES_MESSAGE:
-            await self.session_frames(message)
-        else:
-            await super().dispatch(message)
-
     async def auth_revoked(self, message: dict[str, Any]) -> None:
         """The user was deactivated or logged out everywhere (any process)."""
         cutoff = message.get("cutoff")
@@ -310,6 +317,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if cutoff is None or auth is None or auth.issued_at < cutoff:
             await self.close_unauthorised("logged out")
 
-    async def session_frames(self, message: dict[str, Any]) -> None:
-        for frame in message["frames"]:
-            await self.send_frame(frame)
+    async def relay_frames(self, batch: broadcast.Batch) -> None:
+        """The session's frames, from this process or another (`broadcast`)."""
+        for text in batch.texts:
+            await self.send(text_data=text)

@@ -7,6 +7,7 @@ format.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -121,17 +122,19 @@ def error_frame(code: str, message: str) -> ErrorFrame:
 
 def is_terminal(frame: Frame) -> bool:
     """A turn's root execution finished (a delegated child's end is not the turn's)."""
-    return (
-        frame.get("type") == "execution"
-        and frame["execution"].get("status") in TERMINAL_STATUSES
-        and not frame["execution"].get("parent")
-    )
+    return _root_status(frame) in TERMINAL_STATUSES
 
 
 def ends_turn(frame: Frame) -> bool:
     """The turn stops here: its root finished, or it waits for an approval."""
-    return (
-        frame.get("type") == "execution"
-        and frame["execution"].get("status") in TURN_END_STATUSES
-        and not frame["execution"].get("parent")
-    )
+    return _root_status(frame) in TURN_END_STATUSES
+
+
+def _root_status(frame: Frame) -> str | None:
+    """The status an execution frame reports for a turn's root execution
+    (None for any other frame)."""
+    fields: Mapping[str, Any] = frame
+    if fields.get("type") != "execution" or fields["execution"].get("parent"):
+        return None
+    status: str | None = fields["execution"].get("status")
+    return status

@@ -8,8 +8,10 @@ its tools' header values masked (DESIGN.md §9).
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
@@ -18,8 +20,11 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
 
 from accounts import secrets
+from accounts.authenticated import authenticated_user
 from agents import selectors, services
 from agents.api.serializers import (
     AgentSerializer,
@@ -39,11 +44,13 @@ class IsOwnerOrReadOnly(permissions.BasePermission):
 
     owner_field = "owner_id"
 
-    def has_object_permission(self, request: Request, view, obj) -> bool:
+    def has_object_permission(
+        self, request: Request, view: APIView, obj: Model
+    ) -> bool:
         if request.method in permissions.SAFE_METHODS:
             return True
         owner_field = getattr(view, "owner_field", self.owner_field)
-        return getattr(obj, owner_field) == request.user.pk
+        return bool(getattr(obj, owner_field) == request.user.pk)
 
 
 class AgentFilter(StrictFilterSet):
@@ -61,7 +68,7 @@ class AgentFilter(StrictFilterSet):
         description="Your agents; with `visibility=public`, every public agent."
     ),
 )
-class AgentViewSet(viewsets.ModelViewSet):
+class AgentViewSet(viewsets.ModelViewSet[Agent]):
     serializer_class = AgentSerializer
     permission_classes = [permissions.IsAuthenticated, IsOwnerOrReadOnly]
     filterset_class = AgentFilter
@@ -71,7 +78,7 @@ class AgentViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Agent]:
         if getattr(self, "swagger_fake_view", False):
             return Agent.objects.none()
-        user = self.request.user
+        user = authenticated_user(self.request)
         listing_public = self.request.query_params.get("visibility") == "public"
         if self.action == "list" and not listing_public:
             queryset = selectors.agents_owned_by(user)
@@ -79,17 +86,17 @@ class AgentViewSet(viewsets.ModelViewSet):
             queryset = selectors.agents_visible_to(user)
         return queryset.prefetch_related("tools")
 
-    def perform_create(self, serializer: AgentSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Agent]) -> None:
         serializer.save(owner=self.request.user)
 
-    def perform_update(self, serializer: AgentSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Agent]) -> None:
         serializer.save(user=self.request.user)
 
     @extend_schema(
         description="Deletes the agent; when other users have sessions with it, "
         "deactivates it instead, so their history stays (204 either way)."
     )
-    def destroy(self, request: Request, *args, **kwargs) -> Response:
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance: Agent) -> None:
@@ -97,7 +104,7 @@ class AgentViewSet(viewsets.ModelViewSet):
 
     def _owned_object(self) -> Agent:
         """The agent, if the caller owns it: its history is no one else's (404)."""
-        owned = self.get_queryset().filter(owner=self.request.user)
+        owned = self.get_queryset().filter(owner=authenticated_user(self.request))
         agent = get_object_or_404(owned, pk=self.kwargs["pk"])
         self.check_object_permissions(self.request, agent)
         return agent
@@ -106,7 +113,8 @@ class AgentViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[])
     def versions(self, request: Request, pk: str | None = None) -> Response:
         agent = self._owned_object()
-        page = self.paginate_queryset(agent.versions.order_by("-version"))
+        # The stubs tie paginate_queryset to the viewset's own model.
+        page = self.paginate_queryset(agent.versions.order_by("-version"))  # type: ignore[arg-type]
         return self.get_paginated_response(AgentVersionSerializer(page, many=True).data)
 
     @extend_schema(
@@ -141,7 +149,7 @@ class AgentViewSet(viewsets.ModelViewSet):
         except secrets.SecretReferenceError as exc:
             raise ValidationError({"tools": [str(exc)]}) from None
         agent = services.agent_restore_version(
-            agent=agent, version=int(version), user=request.user
+            agent=agent, version=int(version), user=authenticated_user(request)
         )
         return Response(self.get_serializer(agent).data)
 
@@ -167,7 +175,7 @@ class ListingViewSet(
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Listing],
 ):
     """Marketplace: approved listings of everyone, plus your own."""
 
@@ -182,9 +190,9 @@ class ListingViewSet(
     def get_queryset(self) -> QuerySet[Listing]:
         if getattr(self, "swagger_fake_view", False):
             return Listing.objects.none()
-        return selectors.listings_visible_to(self.request.user)
+        return selectors.listings_visible_to(authenticated_user(self.request))
 
-    def perform_create(self, serializer: ListingSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Listing]) -> None:
         serializer.save(publisher=self.request.user)
 
     @extend_schema(request=None, responses={201: AgentSerializer})
@@ -203,7 +211,9 @@ class ListingViewSet(
                 raise ValidationError(
                     {"tools": [f"This listing cannot be installed here: {exc}"]}
                 ) from None
-        agent = services.listing_install(listing=listing, user=request.user)
+        agent = services.listing_install(
+            listing=listing, user=authenticated_user(request)
+        )
         agent = Agent.objects.prefetch_related("tools").get(pk=agent.pk)
         return Response(
             AgentSerializer(agent, context=self.get_serializer_context()).data,

@@ -8,7 +8,7 @@ websocket client of the session sees.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authenticated import authenticated_user
 from agents.selectors import agents_visible_to
 from core.errors import ApiError
 from core.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
@@ -53,12 +54,15 @@ class EventStreamRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context=None
-    ):
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
         return json.dumps(data).encode()
 
 
-class MessageSerializer(serializers.Serializer):
+class MessageSerializer(serializers.Serializer[Any]):
     """The shape of a message body, for the schema and field-by-field errors;
     the request itself is validated as `TurnRequest` builds it."""
 
@@ -79,7 +83,7 @@ class MessageSerializer(serializers.Serializer):
     )
 
 
-class RunSerializer(serializers.Serializer):
+class RunSerializer(serializers.Serializer[Any]):
     input = StrictCharField(trim_whitespace=False)
     session = StrictUUIDField(required=False, allow_null=True)
 
@@ -125,7 +129,7 @@ def _turn_answer(execution: AgentExecution) -> dict[str, Any]:
 
 
 def _session_or_404(request: Request, pk: str) -> Session:
-    session = selectors.session_of(user=request.user, session_id=pk)
+    session = selectors.session_of(user=authenticated_user(request), session_id=pk)
     if session is None:
         raise NotFound("No such session.")
     return session
@@ -177,7 +181,7 @@ def _wants_stream(request: Request) -> bool:
     )
 
 
-def _sse(frame: dict[str, Any]) -> str:
+def _sse(frame: Mapping[str, Any]) -> str:
     lines = [f"event: {frame.get('type', 'message')}"]
     event = frame.get("event") if frame.get("type") == "event" else None
     if event and event.get("sequence_number") is not None:
@@ -200,7 +204,8 @@ async def _relay(
                 yield ": keep-alive\n\n"
                 continue
             yield _sse(frame)
-            if ends_turn(frame) and frame["execution"]["id"] == execution_id:
+            fields: Mapping[str, Any] = frame
+            if ends_turn(frame) and fields["execution"]["id"] == execution_id:
                 return
     finally:
         await subscription.close()
@@ -263,7 +268,7 @@ class SessionMessagesView(APIView):
         return Response(_turn_answer(execution))
 
 
-class ApprovalSerializer(serializers.Serializer):
+class ApprovalSerializer(serializers.Serializer[Any]):
     decisions = serializers.DictField(
         child=serializers.JSONField(),
         help_text='tool_call_id -> true, false or {"approved": bool, "message": str, '
@@ -335,14 +340,16 @@ class AgentRunView(APIView):
         summary="Run one turn of an agent, in a new session unless one is given",
     )
     def post(self, request: Request, pk: str) -> Response:
-        agent = agents_visible_to(request.user).filter(pk=pk).first()
+        agent = agents_visible_to(authenticated_user(request)).filter(pk=pk).first()
         if agent is None:
             raise NotFound("No such agent.")
         body = RunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         session_id = body.validated_data.get("session")
         if session_id is not None:
-            session = selectors.session_of(user=request.user, session_id=session_id)
+            session = selectors.session_of(
+                user=authenticated_user(request), session_id=session_id
+            )
             if session is None or session.agent_id != agent.pk:
                 raise serializers.ValidationError(
                     {"session": ["No session of yours with this agent has that id."]}

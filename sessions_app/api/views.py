@@ -6,6 +6,9 @@ Every queryset is scoped to the requesting user, so another user's objects are
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
@@ -22,7 +25,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
+from accounts.authenticated import authenticated_user
 from core.errors import ApiError, PayloadTooLarge
 from core.filters import StrictFilterSet
 from core.pagination import MAX_POSITION, SequencePagination
@@ -61,7 +66,7 @@ class SessionViewSet(
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Session],
 ):
     serializer_class = SessionSerializer
     filterset_class = SessionFilter
@@ -72,15 +77,17 @@ class SessionViewSet(
     def get_queryset(self) -> QuerySet[Session]:
         if getattr(self, "swagger_fake_view", False):
             return Session.objects.none()
-        return selectors.sessions_of(self.request.user)
+        return selectors.sessions_of(authenticated_user(self.request))
 
-    def perform_create(self, serializer: SessionSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Session]) -> None:
         fields = dict(serializer.validated_data)
         # "latest" is the only value a client writes (as None).
         follow_latest = fields.pop("agent_version", False) is None
         try:
             serializer.instance = services.session_create(
-                user=self.request.user, follow_latest=follow_latest, **fields
+                user=authenticated_user(self.request),
+                follow_latest=follow_latest,
+                **fields,
             )
         except services.AgentUnavailable as exc:
             raise ApiError(exc.code, exc.message, exc.status) from None
@@ -112,7 +119,8 @@ class SessionViewSet(
         pager = SequencePagination(request)
         events = list(selectors.events_after(session.pk, pager.after, pager.limit + 1))
         page = EventSerializer(events[: pager.limit], many=True).data
-        return Response(pager.page(page, has_more=len(events) > pager.limit))
+        # many=True gives a ReturnList; the stubs type every `.data` a ReturnDict.
+        return Response(pager.page(page, has_more=len(events) > pager.limit))  # type: ignore[arg-type]
 
     @extend_schema(
         methods=["GET"], responses=ArtifactSerializer(many=True), filters=False
@@ -141,7 +149,8 @@ class SessionViewSet(
         session = self.get_object()
         if request.method == "GET":
             queryset = session.artifacts.order_by("name", "-version")
-            page = self.paginate_queryset(queryset)
+            # The stubs tie paginate_queryset to the viewset's own model.
+            page = self.paginate_queryset(queryset)  # type: ignore[arg-type]
             data = ArtifactSerializer(
                 page, many=True, context={"request": request}
             ).data
@@ -154,7 +163,7 @@ class SessionViewSet(
             raise _too_large()
         try:
             artifact = artifact_create(
-                owner=request.user,
+                owner=authenticated_user(request),
                 session=session,
                 upload=file,
                 name=upload.validated_data.get("name"),
@@ -203,7 +212,7 @@ class ExecutionFilter(StrictFilterSet):
         fields = ["session", "agent", "status", "root", "parent"]
 
 
-class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
+class ExecutionViewSet(viewsets.ReadOnlyModelViewSet[AgentExecution]):
     """Turns of your sessions, with usage and timing."""
 
     serializer_class = ExecutionSerializer
@@ -214,7 +223,7 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[AgentExecution]:
         if getattr(self, "swagger_fake_view", False):
             return AgentExecution.objects.none()
-        return selectors.executions_of(self.request.user)
+        return selectors.executions_of(authenticated_user(self.request))
 
     @extend_schema(responses=ApprovalDecisionSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
@@ -232,7 +241,12 @@ class DownloadRenderer(BaseRenderer):
     media_type = "*/*"
     format = "download"
 
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
         return JSONRenderer().render(data)
 
 
@@ -244,7 +258,7 @@ class ArtifactFilter(StrictFilterSet):
         fields = ["session", "name"]
 
 
-class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
+class ArtifactViewSet(viewsets.ReadOnlyModelViewSet[Artifact]):
     """Your artifacts' metadata, and their bytes at `download/`."""
 
     serializer_class = ArtifactSerializer
@@ -255,7 +269,7 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Artifact]:
         if getattr(self, "swagger_fake_view", False):
             return Artifact.objects.none()
-        return selectors.artifacts_of(self.request.user)
+        return selectors.artifacts_of(authenticated_user(self.request))
 
     @extend_schema(
         responses={

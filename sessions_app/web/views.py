@@ -26,7 +26,12 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView, LogoutView
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+)
 from django.shortcuts import resolve_url
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -62,8 +67,10 @@ def content_security_policy(request: HttpRequest) -> str:
 class ContentSecurityPolicyMixin:
     """Adds the page policy to whatever response the view produces."""
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+    def dispatch(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        response: HttpResponseBase = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
         response.headers.setdefault(
             "Content-Security-Policy", content_security_policy(request)
         )
@@ -83,7 +90,8 @@ def refused_by_throttles(
     waits = [
         throttle.wait() or 1.0
         for throttle in throttles
-        if not throttle.allow_request(api_request, view)
+        # A throttle reads no more of its view than `throttle_scope`.
+        if not throttle.allow_request(api_request, view)  # type: ignore[arg-type]
     ]
     return max(waits) if waits else None
 
@@ -99,13 +107,14 @@ class ThrottledFormMixin:
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         wait = refused_by_throttles(request, self.throttles(), self.throttle_scope)
         if wait is None:
-            return super().post(request, *args, **kwargs)  # type: ignore[misc]
+            posted: HttpResponse = super().post(request, *args, **kwargs)  # type: ignore[misc]
+            return posted
         form = self.get_form()  # type: ignore[attr-defined]
         form.add_error(
             None,
             f"Too many attempts. Try again in {math.ceil(wait)} seconds.",
         )
-        response = self.form_invalid(form)  # type: ignore[attr-defined]
+        response: HttpResponse = self.form_invalid(form)  # type: ignore[attr-defined]
         response.status_code = 429
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
@@ -129,14 +138,18 @@ class ChatView(ContentSecurityPolicyMixin, TemplateView):
 
     template_name = "web/chat.html"
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return SignInView.as_view()(request, *args, **kwargs)
         return super().dispatch(request, *args, **kwargs)
 
 
 @method_decorator([never_cache, csrf_protect], name="dispatch")
-class RegisterView(ContentSecurityPolicyMixin, ThrottledFormMixin, FormView):
+class RegisterView(
+    ContentSecurityPolicyMixin, ThrottledFormMixin, FormView[RegisterForm]
+):
     """Creates an account (role `user`, like the API's register) and signs it in."""
 
     template_name = "web/register.html"
@@ -146,7 +159,9 @@ class RegisterView(ContentSecurityPolicyMixin, ThrottledFormMixin, FormView):
     def throttles(self) -> list[BaseThrottle]:
         return [ScopedRateThrottle()]
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         if request.user.is_authenticated:
             return HttpResponseRedirect(resolve_url(settings.LOGIN_REDIRECT_URL))
         return super().dispatch(request, *args, **kwargs)
