@@ -14,9 +14,13 @@ refused connections, so clients see the close codes.
 
 A socket stays authorised only while its credentials would still be accepted:
 the consumer closes it (4401) when its token expires, re-checks the user on
-every client frame, and joins `user_group(user id)`, where
-`revoke_user_sockets` reaches every socket of a user on any process (logout
-everywhere, deactivation).
+a client frame when the last check is older than `recheck_seconds()`
+(`AGENTRY_WS_AUTH_RECHECK_SECONDS`, 5 s by default; 0 checks every frame),
+and joins `user_group(user id)`, where `revoke_user_sockets` reaches every
+socket of a user on any process at once (logout everywhere, deactivation).
+The interval only bounds changes that bypass those signals (a bulk update):
+one query per turn was a measurable share of a turn's cost
+(docs/performance.md).
 
 Public surface:
     WebsocketAuthMiddleware(inner)        the ASGI middleware described above
@@ -25,7 +29,9 @@ Public surface:
     user_group(user_id)                   the channel-layer group of a user's sockets
     revoke_user_sockets(user_id, cutoff)  closes the user's sockets authorised before
                                           `cutoff` (every one when None)
-    socket_still_authorised(auth)         the per-frame re-check (database read)
+    socket_still_authorised(auth)         the re-check of a socket's user (database read)
+    recheck_seconds()                     how long one re-check holds
+    expired(auth)                         whether the socket's credentials expired
     refusal_reason(scope)                 why a socket was not authenticated, as the
                                           reason of its 4401 close
     REVOKED_MESSAGE                       the group message type consumers handle
@@ -135,10 +141,18 @@ def _credentials_revoked(user: Any, issued_at: float) -> bool:
     return cutoff is not None and issued_at < cutoff.timestamp()
 
 
+def recheck_seconds() -> float:
+    return float(getattr(settings, "AGENTRY_WS_AUTH_RECHECK_SECONDS", 5.0))
+
+
+def expired(auth: SocketAuth) -> bool:
+    return auth.expires_at is not None and time.time() >= auth.expires_at
+
+
 def socket_still_authorised(auth: SocketAuth) -> bool:
     """Whether the socket's credentials still hold: not expired, the user
     active and not logged out everywhere since they were issued."""
-    if auth.expires_at is not None and time.time() >= auth.expires_at:
+    if expired(auth):
         return False
     user = (
         get_user_model()

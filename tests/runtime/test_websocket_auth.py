@@ -97,7 +97,6 @@ async def test_a_deeply_nested_frame_is_an_invalid_frame_error(
     assert frame["type"] == "error" and frame["error"]["code"] == "invalid_frame"
     await ws.send({"type": "ping"})
     assert await ws.recv() == {"type": "pong"}
-    await ws.close()
 
 
 # ---- authorisation for the life of the socket
@@ -146,9 +145,14 @@ async def test_deactivating_the_user_closes_open_sockets_4401(
     assert await close_code(ws.communicator) == 4401
 
 
-async def test_every_frame_rechecks_the_user(user, make_session, ws_connect):
+async def test_a_client_frame_rechecks_the_user_once_the_interval_passed(
+    user, make_session, ws_connect, settings
+):
     from accounts.models import User
 
+    # The interval bounds how long a change that sends no signal goes
+    # unnoticed; at 0 every frame re-checks.
+    settings.AGENTRY_WS_AUTH_RECHECK_SECONDS = 0
     session = await make_session_async(make_session, user)
     ws = await ws_connect(user, session)
     await ws.send({"type": "ping"})
