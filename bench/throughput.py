@@ -9,8 +9,9 @@ Agentry is measured on one daphne process, then on two (the sessions split
 between them, sharing the database and channel layer), rounds alternating.
 
 Targets (PostgreSQL + Redis, the deployment): one process reaches at least
-0.6x bare pydantic-ai's turns per second at 50 sessions, and two processes
-more than one. The embedded run reports the same numbers without targets.
+0.8x bare pydantic-ai's turns per second at 50 sessions, two processes at
+least 1.6x, and no turn fails. The embedded run reports the same numbers
+with only the last target.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from bench.common import (
 )
 
 NAME = "throughput"
+ONE_PROCESS_RATIO = 0.8
+TWO_PROCESSES_RATIO = 1.6
 WORKLOAD = Workload(tokens=100)
 SESSIONS = 50
 SIZES = {"quick": {"turns": 3, "rounds": 3}, "full": {"turns": 4, "rounds": 5}}
@@ -142,13 +145,16 @@ def main() -> int:
     }
     if args.backend == "postgres":
         report.target(
-            f"1-process turns/s ratio at {SESSIONS} sessions",
+            f"1-process turns/s ratio at {SESSIONS} sessions (agentry/bare)",
             one_tput / bare_tput,
-            0.6,
+            ONE_PROCESS_RATIO,
             "min",
         )
         report.target(
-            "2 processes / 1 process turns/s", two_tput / one_tput, 1.0, "min"
+            f"2-process turns/s ratio at {SESSIONS} sessions (agentry/bare)",
+            two_tput / bare_tput,
+            TWO_PROCESSES_RATIO,
+            "min",
         )
     report.target("failed turns", report.results["failed"], 0)
     return report.finish()

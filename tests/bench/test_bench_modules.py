@@ -18,6 +18,7 @@ MODULES = [
     "bench.long_answers",
     "bench.history",
     "bench.idle_websockets",
+    "bench.workers",
     "bench.rest",
 ]
 
@@ -39,3 +40,35 @@ def test_percentile_picks_from_the_sorted_values():
     assert percentile(values, 50) == 3.0
     assert percentile(values, 100) == 5.0
     assert percentile(values, 0) == 1.0
+
+
+def test_headline_reports_each_deployment_target_met_missed_or_not_measured():
+    from bench.__main__ import headline
+
+    def target(name, value, limit, kind, met):
+        return {"name": name, "value": value, "limit": limit, "kind": kind, "met": met}
+
+    results = {
+        ("throughput", "postgres"): {
+            "targets": [
+                target(
+                    "1-process turns/s ratio at 50 sessions", 0.85, 0.8, "min", True
+                ),
+                target(
+                    "2-process turns/s ratio at 50 sessions", 1.2, 1.6, "min", False
+                ),
+                target("failed turns", 0, 0, "max", True),
+            ]
+        },
+        ("streaming", "embedded"): {
+            "targets": [
+                target("turn overhead ratio at 5 sessions", 1.0, 1.3, "max", True)
+            ]
+        },
+    }
+    verdicts = [verdict for _, verdict in headline(results)]
+    assert verdicts == [
+        "met (0.850 >= 0.8)",
+        "MISSED (1.200 >= 1.6)",
+        "not measured",  # only the embedded backend ran
+    ]
