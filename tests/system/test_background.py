@@ -43,12 +43,14 @@ def stack(stack_factory):
         LiveWorker(stack.env, stack.logs, name=f"worker-{n}").start(wait=False)
         for n in (1, 2)
     ]
-    for worker in workers:
-        worker.wait_ready()
-    stack.web = web
-    yield stack
-    for worker in workers:
-        worker.stop(timeout=10)
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        stack.web = web
+        yield stack
+    finally:
+        for worker in workers:
+            worker.stop(timeout=10)
 
 
 def _tasks_run_by_workers(stack) -> list[tuple[str, list[str]]]:
