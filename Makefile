@@ -65,7 +65,7 @@ lint: install node_modules/.installed
 # mypy, strict on sessions_app, agents and tools (pyproject's [tool.mypy]);
 # the settings module needs a key, which the testing flag provides.
 typecheck: install
-	AGENTRY_TESTING=1 .venv/bin/mypy
+	AGENTRY_TESTING=1 $(VENV_PY) -m mypy
 
 format: install
 	.venv/bin/ruff check --fix .
