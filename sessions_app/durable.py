@@ -75,7 +75,7 @@ TAKEN_OVER = "The server running this turn stopped; another one continues it."
 
 
 def max_attempts() -> int:
-    return settings.AGENTRY_TURN_MAX_ATTEMPTS
+    return int(settings.AGENTRY_TURN_MAX_ATTEMPTS)
 
 
 # --------------------------------------------------------------------- steps
@@ -168,9 +168,7 @@ def claim_stale(
             status=Status.INTERRUPTED,
             error_code="interrupted",
             error_message=services.INTERRUPTED_MESSAGE,
-            events=[
-                services.error_event("interrupted", services.INTERRUPTED_MESSAGE)
-            ],
+            events=[services.error_event("interrupted", services.INTERRUPTED_MESSAGE)],
         )
         if result[1]:
             ended.append(result)
@@ -200,7 +198,9 @@ def takeover_plan(execution_id: Any) -> Takeover:
     calls, results = _stored_tool_events(execution.pk)
     own = list(execution.messages or [])
     if own:
-        context = context_of(execution, execution.session, execution.agent, resuming=True)
+        context = context_of(
+            execution, execution.session, execution.agent, resuming=True
+        )
     else:
         # Cut off in its first model step: the turn starts again from its prompt.
         context = load_context(str(execution.pk))
@@ -221,7 +221,7 @@ def takeover_plan(execution_id: Any) -> Takeover:
         execution.session_id, specs, execution_id=execution.pk
     )
     for spec in specs:
-        call_id = spec.metadata.get("tool_call_id")
+        call_id = str(spec.metadata.get("tool_call_id"))
         if spec.kind == Event.Kind.TOOL_CALL:
             calls[call_id] = ""
         elif spec.kind == Event.Kind.TOOL_RESULT:
@@ -266,7 +266,9 @@ def _missing_tool_events(
                 continue
             text = "".join(p.content for p in message.parts if isinstance(p, TextPart))
             if text:
-                specs.append(services.EventSpec(author=Event.Author.AGENT, content=text))
+                specs.append(
+                    services.EventSpec(author=Event.Author.AGENT, content=text)
+                )
             specs += [
                 services.EventSpec(
                     author=Event.Author.AGENT,
