@@ -36,7 +36,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,10 +77,7 @@ class Batch:
     @property
     def stored(self) -> bool:
         """Whether anything but streamed text is in it (what `resume` recovers)."""
-        return any(
-            f.get("type") != "event" or not f["event"].get("partial")
-            for f in self.frames
-        )
+        return any(not _is_streamed_text(f) for f in self.frames)
 
 
 Deliver = Callable[[Batch], Awaitable[None]]
@@ -148,14 +145,21 @@ class _Hub:
             and time.monotonic() - known[1] < MEMBERSHIP_TTL
         ):
             return known[0]
-        subscribers = await _subscribers(self.layer, group)
+        return await self.count_others(group)
+
+    async def count_others(self, group: str, strict: bool = False) -> bool:
+        """Asks the layer whether the group has members besides this hub;
+        `strict` raises when the layer cannot be reached instead of assuming so."""
+        subscribers = await _subscribers(self.layer, group, strict)
         others = subscribers is None or subscribers > 1
         self.others[group] = (others, time.monotonic())
         return others
 
 
-async def _subscribers(layer: Any, group: str) -> int | None:
+async def _subscribers(layer: Any, group: str, strict: bool = False) -> int | None:
     """Connections subscribed to the group (Redis pub/sub layer); None when unknown."""
+    if not hasattr(layer, "_get_layer"):
+        return None
     try:
         loop_layer = layer._get_layer()
         name = loop_layer._get_group_channel_name(group)
@@ -164,6 +168,8 @@ async def _subscribers(layer: Any, group: str) -> int | None:
         [(_, count)] = await shard._redis.pubsub_numsub(name)
         return int(count)
     except Exception:
+        if strict:
+            raise
         return None
 
 
@@ -224,6 +230,10 @@ async def listen(session_id: Any, deliver: Deliver) -> Listening:
                 raise
             finally:
                 hub.joining.pop(group, None)
+        if not isinstance(hub.layer, InMemoryChannelLayer):
+            # One round trip: the layer answers (an SSE stream or socket opened
+            # during an outage is refused), and the membership is fresh.
+            await hub.count_others(group, strict=True)
     except BaseException:
         await listening.close()
         raise
@@ -307,3 +317,7 @@ async def subscribe(session_id: Any) -> AsyncIterator[Subscription]:
         yield subscription
     finally:
         await subscription.close()
+
+
+def _is_streamed_text(frame: Mapping[str, Any]) -> bool:
+    return frame.get("type") == "event" and bool(frame["event"].get("partial"))
