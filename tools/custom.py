@@ -117,10 +117,12 @@ class HttpEndpointConfig(RemoteTargetConfig):
     description="Call an HTTP endpoint with arguments the model supplies.",
     config_schema=HttpEndpointConfig,
 )
-def build_http_endpoint(config: HttpEndpointConfig, context: ToolContext):
+def build_http_endpoint(
+    config: HttpEndpointConfig, context: ToolContext
+) -> FunctionToolset:
     validator = jsonschema.Draft202012Validator(config.parameters)
 
-    async def call_endpoint(**arguments: Any) -> dict:
+    async def call_endpoint(**arguments: Any) -> dict[str, Any]:
         errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "arguments"

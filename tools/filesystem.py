@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
+from pydantic_ai.toolsets import FunctionToolset
 
 from tools.base import SandboxedConfig, function_toolset, open_sandbox
 from tools.registry import ToolContext, register_tool
@@ -84,8 +85,10 @@ class FindFilesConfig(SandboxedConfig):
     config_schema=ReadFileConfig,
     read_only=("read_file",),
 )
-def build_read_file(config: ReadFileConfig, context: ToolContext):
-    def read_file(path: str, offset: int = 0, limit: int | None = None) -> dict:
+def build_read_file(config: ReadFileConfig, context: ToolContext) -> FunctionToolset:
+    def read_file(
+        path: str, offset: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
         """Read a UTF-8 text file inside the workspace.
 
         Returns the file's text from line `offset` on, at most `limit` lines and
@@ -129,8 +132,8 @@ def build_read_file(config: ReadFileConfig, context: ToolContext):
     description="Create or overwrite a text file (giving this tool grants write access).",
     config_schema=WriteFileConfig,
 )
-def build_write_file(config: WriteFileConfig, context: ToolContext):
-    def write_file(path: str, content: str) -> dict:
+def build_write_file(config: WriteFileConfig, context: ToolContext) -> FunctionToolset:
+    def write_file(path: str, content: str) -> dict[str, Any]:
         """Create or replace a UTF-8 text file inside the workspace.
 
         The whole file is replaced atomically with `content`; missing parent
@@ -169,8 +172,10 @@ def build_write_file(config: WriteFileConfig, context: ToolContext):
     config_schema=ListDirectoryConfig,
     read_only=("list_directory",),
 )
-def build_list_directory(config: ListDirectoryConfig, context: ToolContext):
-    def list_directory(path: str = ".") -> dict:
+def build_list_directory(
+    config: ListDirectoryConfig, context: ToolContext
+) -> FunctionToolset:
+    def list_directory(path: str = ".") -> dict[str, Any]:
         """List the entries of a directory inside the workspace.
 
         Each entry has a `name` and a `type` ("file" with its `size` in bytes, or
@@ -211,10 +216,10 @@ def build_list_directory(config: ListDirectoryConfig, context: ToolContext):
     config_schema=FindFilesConfig,
     read_only=("find_files",),
 )
-def build_find_files(config: FindFilesConfig, context: ToolContext):
+def build_find_files(config: FindFilesConfig, context: ToolContext) -> FunctionToolset:
     excluded = frozenset(config.exclude_dirs)
 
-    def find_files(pattern: str, path: str = ".") -> dict:
+    def find_files(pattern: str, path: str = ".") -> dict[str, Any]:
         """Find files inside the workspace by glob pattern.
 
         A pattern without "/" matches file names anywhere below `path` (e.g.
@@ -271,7 +276,8 @@ def glob_matcher(pattern: str) -> Callable[[str], bool]:
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
     segments = [_GLOBSTAR if p == "**" else _parse_segment(p) for p in parts]
     wildcards = sum(
-        1 if segment is _GLOBSTAR else segment.wildcards for segment in segments
+        segment.wildcards if isinstance(segment, _SegmentPattern) else 1
+        for segment in segments
     )
     if wildcards > MAX_GLOB_WILDCARDS:
         raise SandboxError(

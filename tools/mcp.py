@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -102,7 +103,7 @@ class MCPServerConfig(RemoteTargetConfig):
 
 
 @functools.cache
-def remote_mcp_toolset_class() -> type[AbstractToolset[Any]]:
+def remote_mcp_toolset_class() -> Callable[..., AbstractToolset[Any]]:
     """The toolset class, defined on first use: `pydantic_ai.mcp` imports the
     MCP SDK and fastmcp, about 1.8 s of every process's start-up that only
     processes running an MCP tool need to pay."""

@@ -22,8 +22,10 @@ import codecs
 from typing import Any
 
 from django.apps import apps
+from django.db.models import QuerySet
 from pydantic import Field
 from pydantic_ai import BinaryContent
+from pydantic_ai.toolsets import FunctionToolset
 
 from tools.base import ToolConfig, function_toolset
 from tools.registry import ToolContext, register_tool
@@ -57,8 +59,8 @@ class ArtifactsConfig(ToolConfig):
     config_schema=ArtifactsConfig,
     read_only=("list_artifacts", "view_artifact"),
 )
-def build_artifacts(config: ArtifactsConfig, context: ToolContext):
-    def visible_artifacts():
+def build_artifacts(config: ArtifactsConfig, context: ToolContext) -> FunctionToolset:
+    def visible_artifacts() -> QuerySet[Any]:
         if context.session_id is None or context.user_id is None:
             raise SandboxError("This conversation has no artifacts.")
         artifact_model = apps.get_model("sessions_app", "Artifact")
@@ -66,7 +68,7 @@ def build_artifacts(config: ArtifactsConfig, context: ToolContext):
             session_id=context.session_id, owner_id=context.user_id
         )
 
-    async def list_artifacts() -> dict:
+    async def list_artifacts() -> dict[str, Any]:
         """List the files attached to this conversation.
 
         Returns each artifact's `name`, `version`, `content_type` and `size` in
@@ -143,6 +145,7 @@ async def _read(artifact: Any, max_bytes: int) -> bytes:
 
     def read() -> bytes:
         with artifact.file.storage.open(artifact.file.name, "rb") as fh:
-            return fh.read(max_bytes)
+            data: bytes = fh.read(max_bytes)
+            return data
 
     return await asyncio.to_thread(read)

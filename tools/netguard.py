@@ -133,7 +133,8 @@ async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(
         host, port, type=socket.SOCK_STREAM
     )
-    return [info[4][0] for info in infos]
+    # An IPv4 or IPv6 socket address starts with the address text.
+    return [str(info[4][0]) for info in infos]
 
 
 async def resolve_once(
@@ -239,7 +240,8 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         # pool is the same one, built with the documented httpcore arguments.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            network_backend=_PinnedBackend(httpcore.AnyIOBackend(), pins),
+            # Duck-typed: one class serves httpcore and httpcore2.
+            network_backend=_PinnedBackend(httpcore.AnyIOBackend(), pins),  # type: ignore[arg-type]
         )
 
 
@@ -350,7 +352,8 @@ def _httpx2_transport_class() -> type:
             # As for httpx: the same pool, with the pinned network backend.
             self._pool = httpcore2.AsyncConnectionPool(
                 ssl_context=httpx2.create_ssl_context(trust_env=False),
-                network_backend=_PinnedBackend(httpcore2.AnyIOBackend(), pins),
+                # Duck-typed: one class serves httpcore and httpcore2.
+                network_backend=_PinnedBackend(httpcore2.AnyIOBackend(), pins),  # type: ignore[arg-type]
             )
             self._max_response_bytes = max_response_bytes
 
@@ -364,7 +367,8 @@ def _httpx2_transport_class() -> type:
             return httpx2.Response(
                 status_code=response.status_code,
                 headers=response.headers,
-                stream=CappedStream(response.stream, self._max_response_bytes),
+                # An async transport's response streams asynchronously.
+                stream=CappedStream(response.stream, self._max_response_bytes),  # type: ignore[arg-type]
                 extensions=response.extensions,
             )
 

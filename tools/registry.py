@@ -80,7 +80,9 @@ class ToolContext:
     user_role: str = "user"
 
 
-Builder = Callable[[BaseModel, ToolContext], AbstractToolset]
+#: Builds a kind's toolset from its validated config (an instance of the
+#: kind's own `config_schema`, hence `Any` here) and the turn's context.
+Builder = Callable[[Any, ToolContext], AbstractToolset]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_PATH_CHARS = 1024
 MAX_SEGMENT_BYTES = 255
@@ -627,7 +628,7 @@ class Sandbox:
 
     # -- files ------------------------------------------------------------
 
-    def _open_file(self, path: str):
+    def _open_file(self, path: str) -> BinaryIO:
         with self._cursor() as cursor:
             try:
                 name, found = self._follow(cursor, path)
@@ -642,7 +643,7 @@ class Sandbox:
             return self._open_regular(cursor.fd, name, path)
 
     @staticmethod
-    def _open_regular(parent_fd: int, name: str, display: str):
+    def _open_regular(parent_fd: int, name: str, display: str) -> BinaryIO:
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=parent_fd)
         except FileNotFoundError:
@@ -685,7 +686,7 @@ class Sandbox:
 
     # -- quota ------------------------------------------------------------
 
-    def _tree_lock(self):
+    def _tree_lock(self) -> _FlockedDirectory:
         """An exclusive lock on the tree while a quota'd write measures and writes."""
         return _FlockedDirectory(self._tree if self._quota is not None else None)
 

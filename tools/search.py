@@ -17,6 +17,7 @@ from typing import Any
 
 import regex
 from pydantic import Field
+from pydantic_ai.toolsets import FunctionToolset
 
 from tools.base import SandboxedConfig, function_toolset, open_sandbox
 from tools.filesystem import DEFAULT_EXCLUDED_DIRS
@@ -61,10 +62,14 @@ class GrepSearchConfig(SandboxedConfig):
     config_schema=GrepSearchConfig,
     read_only=("grep_search",),
 )
-def build_grep_search(config: GrepSearchConfig, context: ToolContext):
+def build_grep_search(
+    config: GrepSearchConfig, context: ToolContext
+) -> FunctionToolset:
     excluded = frozenset(config.exclude_dirs)
 
-    def grep_search(pattern: str, path: str = ".", ignore_case: bool = False) -> dict:
+    def grep_search(
+        pattern: str, path: str = ".", ignore_case: bool = False
+    ) -> dict[str, Any]:
         """Search the text files inside the workspace for a regular expression.
 
         Returns matching lines as {"path", "line", "text"} (paths relative to the
