@@ -72,7 +72,9 @@ class AgentToolForm(forms.ModelForm[AgentTool]):
         return cleaned
 
 
-class AgentToolFormSet(forms.BaseInlineFormSet[AgentTool, Agent, AgentToolForm]):
+class AgentToolFormSet(
+    forms.BaseInlineFormSet[AgentTool, Agent, forms.ModelForm[AgentTool]]
+):
     def clean(self) -> None:
         """Header values may name only secrets of the agent's owner."""
         super().clean()

@@ -163,7 +163,8 @@ def check_targets(
         raise AgentConfigError("An agent cannot hand work to itself.")
     limit = settings.AGENTRY_MAX_DELEGATION_DEPTH
     # Breadth-first over the saved graph: each level is one more delegation.
-    frontier, depth, graph = set(wanted), 1, {}
+    graph: dict[str, list[str]] = {}
+    frontier, depth = set(wanted), 1
     while frontier:
         if depth > limit:
             raise AgentConfigError(

@@ -53,7 +53,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from pydantic_ai import Agent
@@ -338,7 +338,8 @@ def usage_limits_for(config: dict[str, Any]) -> UsageLimits:
     from pydantic_ai.usage import UsageLimits
 
     wanted = {**DEFAULT_USAGE_LIMITS, **(config.get("usage_limits") or {})}
-    limits: dict[str, int | None] = {}
+    # Keyword arguments of UsageLimits (each an int, or None for no limit).
+    limits: dict[str, Any] = {}
     for key, maximum in usage_limit_maxima().items():
         value = wanted.get(key)
         limits[key] = (
@@ -355,7 +356,6 @@ def model_settings_for(config: dict[str, Any]) -> ModelSettings:
     """The config's model settings with the server's `timeout` and `max_retries`
     defaults filled in; `timeout` is at most `AGENTRY_MAX_MODEL_TIMEOUT`."""
     from django.conf import settings
-    from pydantic_ai.settings import ModelSettings
 
     merged: dict[str, Any] = {
         "timeout": settings.AGENTRY_MODEL_TIMEOUT,
@@ -368,7 +368,8 @@ def model_settings_for(config: dict[str, Any]) -> ModelSettings:
         or timeout > settings.AGENTRY_MAX_MODEL_TIMEOUT
     ):
         merged["timeout"] = settings.AGENTRY_MAX_MODEL_TIMEOUT
-    return ModelSettings(**merged)
+    # The agent config's model settings plus the server's defaults.
+    return cast("ModelSettings", merged)
 
 
 def fill_placeholders(text: str, state: dict[str, Any] | None) -> str:

@@ -184,7 +184,9 @@ def _intents(prompt: str) -> list[tuple[str, dict[str, Any]]]:
     if (glob := _GLOB.search(text)) or (
         (found := _FIND.search(text)) and found.group(1).lower() not in _NOISE_WORDS
     ):
-        pattern = glob.group(1) if glob else found.group(1)
+        match = glob or found
+        assert match is not None  # one of the two matched to get here
+        pattern = match.group(1)
         args: dict[str, Any] = {"pattern": pattern}
         if where and where.group(1) != pattern:
             args["path"] = where.group(1)
@@ -231,8 +233,9 @@ def _render(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
-        if isinstance(content.get("content"), str):
-            return content["content"]
+        text = content.get("content")
+        if isinstance(text, str):
+            return text
         for key in ("entries", "matches", "files", "results"):
             items = content.get(key)
             if isinstance(items, list):

@@ -69,9 +69,10 @@ def agent_config_at(*, agent: Agent, version: int) -> dict[str, Any]:
     """
     if version == agent.version:
         return agent.config_snapshot()
-    return AgentVersion.objects.values_list("config", flat=True).get(
+    config: dict[str, Any] = AgentVersion.objects.values_list("config", flat=True).get(
         agent=agent, version=version
     )
+    return config
 
 
 def delegation_target(*, owner_id: Any, agent_id: Any) -> Agent | None:

@@ -26,12 +26,14 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
 from observability import metrics, tracing
 from observability.logs import EXECUTION_ID, SESSION_ID, TRACE_ID, USER_ID
+
+T = TypeVar("T")
 
 logger = logging.getLogger("agentry.turns")
 
@@ -66,9 +68,7 @@ def note_first_token() -> None:
         metrics.FIRST_TOKEN_SECONDS.observe(time.monotonic() - running.started)
 
 
-async def observed_turn(
-    live: Any, execution: Any, run: Coroutine[Any, Any, Any]
-) -> Any:
+async def observed_turn(live: Any, execution: Any, run: Coroutine[Any, Any, T]) -> T:
 
     # Reset on the way out: a child execution (delegation) runs inside its
     # parent's task, whose lines must go on naming the parent.

@@ -18,7 +18,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, path
 
 from agents.models import Agent
 from agents.selectors import agent_answers
@@ -120,7 +120,7 @@ class SessionAdmin(admin.ModelAdmin[Session]):
         obj._state.adding = False
         obj.refresh_from_db()
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "try/<uuid:agent_id>/",

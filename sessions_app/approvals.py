@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -278,7 +279,7 @@ def claim_expired(
     return claimed
 
 
-def decisions_of(execution: AgentExecution):
+def decisions_of(execution: AgentExecution) -> QuerySet[ApprovalDecision]:
     """The decisions kept for an execution, in the order they were taken."""
     return ApprovalDecision.objects.filter(execution=execution).order_by(
         "decided_at", "tool_call_id"

@@ -63,7 +63,7 @@ def sanitize_display_name(name: str | None) -> str:
     return name
 
 
-def _content_type(upload: UploadedFile, name: str) -> str:
+def _content_type(upload: UploadedFile[bytes], name: str) -> str:
     declared = (upload.content_type or "").split(";", 1)[0].strip().lower()
     if declared and declared != DEFAULT_CONTENT_TYPE and _CONTENT_TYPE.match(declared):
         charset = upload.charset
@@ -74,7 +74,7 @@ def _content_type(upload: UploadedFile, name: str) -> str:
     return guessed or DEFAULT_CONTENT_TYPE
 
 
-def _digest(upload: UploadedFile) -> tuple[str, int]:
+def _digest(upload: UploadedFile[bytes]) -> tuple[str, int]:
     sha, size = hashlib.sha256(), 0
     upload.seek(0)
     for chunk in upload.chunks():
@@ -122,7 +122,7 @@ def _next_version(session: Session | None, owner: User, name: str) -> int:
 def artifact_create(
     *,
     owner: User,
-    upload: UploadedFile,
+    upload: UploadedFile[bytes],
     session: Session | None = None,
     name: str | None = None,
     execution: AgentExecution | None = None,

@@ -153,7 +153,9 @@ def _attachment_parts(attachments: Sequence[dict[str, Any]]) -> list[Any]:
 def messages_for_storage(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
     """`ModelMessagesTypeAdapter` JSON of `messages` with attachment bytes and
     inlined file text replaced by their reference lines."""
-    dumped = ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
+    dumped: list[dict[str, Any]] = ModelMessagesTypeAdapter.dump_python(
+        list(messages), mode="json"
+    )
     for message in dumped:
         for part in message.get("parts") or ():
             kind = part.get("part_kind")

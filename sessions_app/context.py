@@ -126,7 +126,7 @@ def context_of(
     # result leaves calls without returns; closing them out keeps the history
     # one the model accepts before a new prompt.
     history = repair_messages(history)
-    common = {
+    common: dict[str, Any] = {
         "config": config,
         "state": dict(session.state or {}),
         "user_id": execution.user_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -35,7 +35,10 @@ async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 async def run_db_on(
-    executor: Executor, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    executor: ThreadPoolExecutor,
+    fn: Callable[P, R],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> R:
     """`run_db` on a given executor (work that must not queue behind turns)."""
     call = functools.partial(_with_fresh_connection, fn, *args, **kwargs)

@@ -311,8 +311,8 @@ def _install_shutdown_hook() -> None:
         return
     from twisted.internet.defer import Deferred
 
-    def before_shutdown() -> Deferred:
+    def before_shutdown() -> Deferred[int]:
         return Deferred.fromFuture(asyncio.ensure_future(interrupt_live_turns()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
-    reactor._agentry_hooked = True
+    reactor._agentry_hooked = True  # type: ignore[attr-defined]  # a mark on the process's reactor

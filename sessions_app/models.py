@@ -10,6 +10,7 @@ model history can be rebuilt exactly. `Artifact` rows are versioned files.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -368,7 +369,7 @@ class Artifact(models.Model):
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
 
-    def created_at_or_now(self):
+    def created_at_or_now(self) -> datetime:
         from django.utils import timezone
 
         return self.created_at or timezone.now()

@@ -75,7 +75,7 @@ from sessions_app import (
 from sessions_app.attachments import messages_for_storage
 from sessions_app.context import TurnContext, config_at, context_of, load_context
 from sessions_app.db import run_db
-from sessions_app.frames import event_frame, execution_frame
+from sessions_app.frames import ExecutionFrame, Frame, event_frame, execution_frame
 from sessions_app.lifecycle import (
     LiveTurn,
     ensure_supervisor,
@@ -110,7 +110,7 @@ class Submission:
     task: asyncio.Task[AgentExecution | None] | None = None
 
     @property
-    def frame(self) -> dict[str, Any]:
+    def frame(self) -> ExecutionFrame:
         return execution_frame(self.execution)
 
 
@@ -162,7 +162,7 @@ def _attachments(request: TurnRequest) -> list[dict[str, Any]]:
 class _Opened:
     turn: services.OpenedTurn
     policy: str
-    abandoned: list[dict[str, Any]] = field(default_factory=list)
+    abandoned: list[Frame] = field(default_factory=list)
     context: TurnContext | None = None
 
 
@@ -249,8 +249,8 @@ def _version_of(session: Session) -> int:
     return session.agent.version
 
 
-def _abandon_approvals(session_id: Any) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
+def _abandon_approvals(session_id: Any) -> list[Frame]:
+    frames: list[Frame] = []
     for execution, events in services.executions_abandon_approvals(session_id):
         frames += [event_frame(e) for e in events] + [execution_frame(execution)]
     return frames
@@ -279,6 +279,7 @@ async def submit_turn(request: TurnRequest) -> Submission:
     opened = result.turn
     if opened.duplicate:
         return Submission(opened.execution, duplicate=True)
+    assert opened.user_event is not None  # only a duplicate stores no message
     execution = opened.execution
     live = track(execution)
     try:
@@ -337,13 +338,16 @@ async def cancel_turn(
     Returns whether a turn was running. The turn itself writes its `cancelled`
     outcome; a turn whose process is gone is swept as `interrupted` instead.
     """
-    running = await run_db(
-        lambda: list(
-            AgentExecution.objects.filter(session_id=session_id, status=Status.RUNNING)
-            .exclude(pk=keep or None)
-            .values_list("pk", flat=True)
+
+    def running_ids() -> list[Any]:
+        turns = AgentExecution.objects.filter(
+            session_id=session_id, status=Status.RUNNING
         )
-    )
+        if keep:
+            turns = turns.exclude(pk=keep)
+        return list(turns.values_list("pk", flat=True))
+
+    running = await run_db(running_ids)
     for execution_id in running:
         live = live_turns.get(str(execution_id))
         if live is not None:
@@ -487,9 +491,10 @@ async def _drive(
     try:
         if execution.status != Status.RUNNING:
             with queued_turn():
-                execution = await _wait_until_running(live)
-            if execution is None:
+                running = await _wait_until_running(live)
+            if running is None:
                 return await run_db(AgentExecution.objects.get, pk=execution_id)
+            execution = running
         return await observed_turn(
             live, execution, _run(live, execution, resume, context)
         )

@@ -170,7 +170,9 @@ def _allocate(session_id: Any, count: int) -> int:
     table = connection.ops.quote_name(Session._meta.db_table)
     column = connection.ops.quote_name("last_sequence")
     stamp = connection.ops.quote_name("updated_at")
-    key = connection.ops.quote_name(Session._meta.pk.column)
+    key_column = Session._meta.pk.column
+    assert key_column is not None  # a concrete primary key has a column
+    key = connection.ops.quote_name(key_column)
     # Only quoted identifiers from the model's own metadata are interpolated.
     sql = (
         f"UPDATE {table} SET {column} = {column} + %s, {stamp} = %s "
@@ -190,7 +192,8 @@ def _allocate(session_id: Any, count: int) -> int:
         row = cursor.fetchone()
     if row is None:
         raise Session.DoesNotExist(f"Session {session_id} does not exist.")
-    return row[0] - count + 1
+    last_sequence: int = row[0]
+    return last_sequence - count + 1
 
 
 def events_append(

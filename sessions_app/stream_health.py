@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -55,7 +55,7 @@ def layer_available() -> bool:
 
 
 def _redis_hosts() -> list[Any]:
-    config = settings.CHANNEL_LAYERS.get("default", {})
+    config: Mapping[str, Any] = settings.CHANNEL_LAYERS.get("default", {})
     if "channels_redis" not in config.get("BACKEND", ""):
         return []
     return list(config.get("CONFIG", {}).get("hosts", []))
@@ -69,7 +69,7 @@ def _client_for(host: Any) -> Any:
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(repr(host))
     if client is None:
-        options = {
+        options: dict[str, Any] = {
             "socket_connect_timeout": PROBE_TIMEOUT_SECONDS,
             "socket_timeout": PROBE_TIMEOUT_SECONDS,
         }
@@ -125,7 +125,8 @@ async def _watch_forever() -> None:
         logger.warning(
             "channel layer unreachable: closing %d websocket(s)", len(_callbacks)
         )
-        callbacks, _ = list(_callbacks), _callbacks.clear()
+        callbacks = list(_callbacks)
+        _callbacks.clear()
         results = await asyncio.gather(
             *(callback() for callback in callbacks), return_exceptions=True
         )

@@ -108,8 +108,8 @@ class TurnStream:
     @staticmethod
     def window() -> float:
         """Seconds over which one turn's text is coalesced, at the current load."""
-        base = settings.AGENTRY_STREAM_COALESCE_MS / 1000
-        budget = settings.AGENTRY_STREAM_FRAMES_PER_SECOND
+        base: float = settings.AGENTRY_STREAM_COALESCE_MS / 1000
+        budget: float = settings.AGENTRY_STREAM_FRAMES_PER_SECOND
         if budget <= 0:
             return base
         return max(base, min(MAX_WINDOW, len(TurnStream.streaming) / budget))

@@ -8,7 +8,8 @@ masked, and listings are always read masked.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from rest_framework import serializers
 
@@ -40,7 +41,7 @@ from core.serializers import (
 )
 
 
-def _config_check(check, value: Any) -> Any:
+def _config_check(check: Callable[[Any], object], value: Any) -> Any:
     try:
         check(value)
     except AgentConfigError as exc:
@@ -116,7 +117,8 @@ class AgentSerializer(StrictModelSerializer):
         extra_kwargs = {"instructions": {"max_length": MAX_INSTRUCTIONS_CHARS}}
 
     def validate_model(self, value: str) -> str:
-        return _config_check(validate_model_name, value)
+        model: str = _config_check(validate_model_name, value)
+        return model
 
     def validate_model_settings(self, value: Any) -> Any:
         return _config_check(validate_model_settings, value)
@@ -214,7 +216,7 @@ class AgentVersionSerializer(StrictModelSerializer):
         read_only_fields = fields
 
 
-class ToolKindSerializer(serializers.Serializer):
+class ToolKindSerializer(serializers.Serializer[Any]):
     name = StrictCharField()
     category = StrictCharField()
     description = StrictCharField()
@@ -260,11 +262,15 @@ class ListingSerializer(StrictModelSerializer):
             "is_approved",
         ]
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         fields = super().get_fields()
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
-            fields["agent"].queryset = selectors.agents_owned_by(request.user)
+            agent_field = cast(
+                "serializers.PrimaryKeyRelatedField[Agent]", fields["agent"]
+            )
+            # The stubs type `queryset` as a Manager descriptor too.
+            agent_field.queryset = selectors.agents_owned_by(request.user)  # type: ignore[arg-type]
         return fields
 
     def to_representation(self, instance: Listing) -> dict[str, Any]:

@@ -6,7 +6,7 @@ streamed frames carry exactly the same fields.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -34,7 +34,7 @@ from sessions_app.turn_request import POLICIES
 FOLLOW_LATEST = "latest"
 
 
-class AgentVersionPinField(serializers.Field):
+class AgentVersionPinField(serializers.Field[Any, Any, int | str, Session]):
     """`Session.agent_version` as clients see it: the pinned number, or
     "latest" for null. Only "latest" may be written: a pin is taken when the
     session opens, never chosen."""
@@ -58,12 +58,13 @@ class AgentVersionPinField(serializers.Field):
         return {"agent_version": None}
 
 
-class AgentVersionPinFieldSchema(OpenApiSerializerFieldExtension):
+# drf-spectacular registers extensions in an untyped __init_subclass__.
+class AgentVersionPinFieldSchema(OpenApiSerializerFieldExtension):  # type: ignore[no-untyped-call]
     """Answers carry a number or "latest"; requests may only say "latest"."""
 
     target_class = AgentVersionPinField
 
-    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict:
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
         latest = {"type": "string", "enum": [FOLLOW_LATEST]}
         if direction == "request":
             return {
@@ -110,7 +111,7 @@ class SessionSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["id", "user", "last_sequence", "created_at", "updated_at"]
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         fields = super().get_fields()
         request = self.context.get("request")
         if request is not None and request.user.is_authenticated:
@@ -119,10 +120,14 @@ class SessionSerializer(StrictModelSerializer):
                 # A session echoed back names its agent even when that agent
                 # has since become private or inactive.
                 agents |= Agent.objects.filter(pk=self.instance.agent_id)
-            fields["agent"].queryset = agents
+            agent_field = cast(
+                "serializers.PrimaryKeyRelatedField[Agent]", fields["agent"]
+            )
+            # The stubs type `queryset` as a Manager descriptor too.
+            agent_field.queryset = agents  # type: ignore[arg-type]
         return fields
 
-    def validate_agent(self, agent):
+    def validate_agent(self, agent: Agent) -> Agent:
         if self.instance is not None:
             if agent.pk != self.instance.agent_id:
                 raise serializers.ValidationError(
@@ -182,7 +187,7 @@ class EventSerializer(StrictModelSerializer):
         return event_payload(instance)
 
 
-class EventPageSerializer(serializers.Serializer):
+class EventPageSerializer(serializers.Serializer[Any]):
     results = EventSerializer(many=True)
     next = StrictURLField(allow_null=True)
     previous = StrictURLField(allow_null=True)
@@ -190,13 +195,15 @@ class EventPageSerializer(serializers.Serializer):
 
 class ExecutionSerializer(StrictModelSerializer):
     session = StrictUUIDField(source="session_id")
-    parent = StrictUUIDField(
+    # The serializer's metaclass collects declared fields, so these two do
+    # not replace Field's `parent` and `root` (which the stubs see in the body).
+    parent = StrictUUIDField(  # type: ignore[assignment]
         source="parent_id",
         allow_null=True,
         help_text="The execution whose delegate tool or workflow step ran this one; "
         "null for a turn's root.",
     )
-    root = StrictUUIDField(
+    root = StrictUUIDField(  # type: ignore[assignment]
         source="root_id", help_text="The turn's root execution (itself for a root)."
     )
     agent = StrictUUIDField(source="agent_id")
@@ -312,7 +319,7 @@ class DisplayNameField(StrictCharField):
         ]
 
 
-class ArtifactUploadSerializer(serializers.Serializer):
+class ArtifactUploadSerializer(serializers.Serializer[Any]):
     file = serializers.FileField(allow_empty_file=True, use_url=False)
     name = DisplayNameField(
         required=False,

@@ -230,7 +230,8 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet[AgentExecution]):
     def approvals(self, request: Request, pk: str | None = None) -> Response:
         """Every decision on the turn's tool calls that waited for approval:
         who decided, how, and with which arguments (expired ones included)."""
-        page = self.paginate_queryset(approvals.decisions_of(self.get_object()))
+        # The stubs tie paginate_queryset to the viewset's own model.
+        page = self.paginate_queryset(approvals.decisions_of(self.get_object()))  # type: ignore[arg-type]
         data = ApprovalDecisionSerializer(page, many=True).data
         return self.get_paginated_response(data)
 

@@ -41,7 +41,8 @@ class RegisterForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if self.errors:
             return cleaned
         if cleaned["password1"] != cleaned["password2"]:

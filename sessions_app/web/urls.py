@@ -4,6 +4,9 @@ Like the API, each path also answers without its trailing slash (no redirect);
 links and `{% url %}` use the slashed form.
 """
 
+from collections.abc import Callable
+
+from django.http import HttpResponseBase
 from django.urls import URLPattern, path
 
 from sessions_app.web import views
@@ -11,7 +14,9 @@ from sessions_app.web import views
 app_name = "web"
 
 
-def page(route: str, view, name: str) -> list[URLPattern]:
+def page(
+    route: str, view: Callable[..., HttpResponseBase], name: str
+) -> list[URLPattern]:
     return [path(f"{route}/", view, name=name), path(route, view)]
 
 

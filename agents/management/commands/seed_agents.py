@@ -36,6 +36,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.text import slugify
 
+from accounts.models import User
 from agents.delegation import DELEGATE_TOOL, validate_workflow
 from agents.factory import AgentConfigError, validate_agent_config
 from agents.models import EDITABLE_FIELDS, Agent
@@ -192,7 +193,7 @@ class Command(BaseCommand):
     # ---- writing -----------------------------------------------------------------
 
     @staticmethod
-    def _owner(username: str):
+    def _owner(username: str) -> User:
         User = get_user_model()
         try:
             return User.objects.get(username=username)
@@ -200,7 +201,7 @@ class Command(BaseCommand):
             raise CommandError(f"No user named {username!r}.") from None
 
     @staticmethod
-    def _demo_user():
+    def _demo_user() -> tuple[User, str | None]:
         User = get_user_model()
         existing = User.objects.filter(username=DEMO_USERNAME).first()
         if existing is not None:
@@ -211,7 +212,7 @@ class Command(BaseCommand):
         )
         return user, password
 
-    def _seed(self, owner, definition: dict[str, Any]) -> str:
+    def _seed(self, owner: User, definition: dict[str, Any]) -> str:
         definition = _by_slug(owner, definition)
         fields = {key: definition[key] for key in EDITABLE_FIELDS}
         tools = definition["tools"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from django.contrib.auth import get_user_model
@@ -65,7 +66,9 @@ class Command(BaseCommand):
             + " Ctrl-C cancels an answer, Ctrl-D leaves."
         )
         scripted = options["message"]
-        chat = TerminalChat(session, user, self.stdout._out, approve=options["approve"])
+        # `_out` is the stream OutputWrapper wraps; the stubs type it a callable.
+        out: TextIO = self.stdout._out  # type: ignore[assignment]
+        chat = TerminalChat(session, user, out, approve=options["approve"])
         asyncio.run(chat.run(scripted or None))
 
     def _user(self, username: str) -> Any:
@@ -224,11 +227,13 @@ class TerminalChat:
             frame = await frames.next()
             if frame is None:
                 continue
-            if frame["type"] == "event":
-                streaming = self.show_event(frame["event"], streaming)
-            elif ends_turn(frame) and frame["execution"]["id"] == execution_id:
-                self.show_execution(frame["execution"], streaming)
-                return frame["execution"]["status"]
+            fields: Mapping[str, Any] = frame
+            if fields["type"] == "event":
+                streaming = self.show_event(fields["event"], streaming)
+            elif ends_turn(frame) and fields["execution"]["id"] == execution_id:
+                self.show_execution(fields["execution"], streaming)
+                status: str = fields["execution"]["status"]
+                return status
 
     def show_event(self, event: dict[str, Any], streaming: bool) -> bool:
         depth, streaming = self.nest(event, streaming)
