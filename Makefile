@@ -61,8 +61,10 @@ lint: install node_modules/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	npx --no-install eslint static/chat
+	AGENTRY_TESTING=1 $(VENV_PY) -m mypy
 
-# mypy, strict on sessions_app, agents and tools (pyproject's [tool.mypy]);
+# mypy alone (`make lint` runs it too), strict on sessions_app, agents and
+# tools (pyproject's [tool.mypy]);
 # the settings module needs a key, which the testing flag provides.
 typecheck: install
 	AGENTRY_TESTING=1 $(VENV_PY) -m mypy
