@@ -61,7 +61,12 @@ from sessions_app.attachments import messages_for_storage
 from sessions_app.context import TurnContext, context_of, load_context
 from sessions_app.db import run_db
 from sessions_app.models import AgentExecution, Event
-from sessions_app.turn_events import add_usage, tool_args, usage_of
+from sessions_app.turn_events import (
+    add_usage,
+    tool_call_spec,
+    tool_result_spec,
+    usage_of,
+)
 
 Status = AgentExecution.Status
 
@@ -269,35 +274,18 @@ def _missing_tool_events(
                 specs.append(
                     services.EventSpec(author=Event.Author.AGENT, content=text)
                 )
-            specs += [
-                services.EventSpec(
-                    author=Event.Author.AGENT,
-                    kind=Event.Kind.TOOL_CALL,
-                    content=call.tool_name,
-                    metadata={
-                        "tool_name": call.tool_name,
-                        "tool_call_id": call.tool_call_id,
-                        "args": tool_args(call),
-                    },
-                )
-                for call in missing
-            ]
+            specs += [tool_call_spec(call) for call in missing]
         else:
             for part in message.parts:
                 call_id = getattr(part, "tool_call_id", None)
                 if part.part_kind != "tool-return" or call_id in results:
                     continue
                 specs.append(
-                    services.EventSpec(
-                        author=Event.Author.TOOL,
-                        kind=Event.Kind.TOOL_RESULT,
-                        content=part.model_response_str(wrap_if_error=False),
-                        metadata={
-                            "tool_name": part.tool_name,
-                            "tool_call_id": call_id,
-                            "is_error": getattr(part, "outcome", "success")
-                            != "success",
-                        },
+                    tool_result_spec(
+                        part.tool_name,
+                        part.tool_call_id,
+                        part.model_response_str(wrap_if_error=False),
+                        is_error=getattr(part, "outcome", "success") != "success",
                     )
                 )
     return specs

@@ -6,6 +6,7 @@ Public surface:
                            (status, error_code, message) for what ended a run,
                            cancels and shutdowns included
     usage_of(run_usage), add_usage(a, b), tool_args(part)
+    tool_call_spec(part), tool_result_spec(...)   the stored events of a call and its result
 
 The runner owns the run; this module only translates what it yields.
 Streamed text is coalesced over a few milliseconds (see `TurnStream`): each
@@ -195,18 +196,7 @@ class TurnStream:
         if text:
             # Text the model wrote before deciding to call a tool stays in the log.
             specs.append(services.EventSpec(author=Event.Author.AGENT, content=text))
-        specs.append(
-            services.EventSpec(
-                author=Event.Author.AGENT,
-                kind=Event.Kind.TOOL_CALL,
-                content=part.tool_name,
-                metadata={
-                    "tool_name": part.tool_name,
-                    "tool_call_id": part.tool_call_id,
-                    "args": tool_args(part),
-                },
-            )
-        )
+        specs.append(tool_call_spec(part))
         await self.store(*specs)
         self._call_stored(part.tool_call_id).set()
 
@@ -226,17 +216,40 @@ class TurnStream:
         except Exception:
             content = str(part.content)
         await self.store(
-            services.EventSpec(
-                author=Event.Author.TOOL,
-                kind=Event.Kind.TOOL_RESULT,
-                content=content,
-                metadata={
-                    "tool_name": part.tool_name,
-                    "tool_call_id": part.tool_call_id,
-                    "is_error": is_error,
-                },
+            tool_result_spec(
+                part.tool_name, part.tool_call_id, content, is_error=is_error
             )
         )
+
+
+def tool_call_spec(part: Any) -> services.EventSpec:
+    """The stored event of a model's tool call."""
+    return services.EventSpec(
+        author=Event.Author.AGENT,
+        kind=Event.Kind.TOOL_CALL,
+        content=part.tool_name,
+        metadata={
+            "tool_name": part.tool_name,
+            "tool_call_id": part.tool_call_id,
+            "args": tool_args(part),
+        },
+    )
+
+
+def tool_result_spec(
+    tool_name: str, tool_call_id: str, content: str, *, is_error: bool
+) -> services.EventSpec:
+    """The stored event of a tool's result."""
+    return services.EventSpec(
+        author=Event.Author.TOOL,
+        kind=Event.Kind.TOOL_RESULT,
+        content=content,
+        metadata={
+            "tool_name": tool_name,
+            "tool_call_id": tool_call_id,
+            "is_error": is_error,
+        },
+    )
 
 
 def tool_args(part: Any) -> Any:
