@@ -102,15 +102,23 @@ def request_user_middleware(get_response: Any) -> Any:
     if iscoroutinefunction(get_response):
 
         async def middleware(request: Any) -> Any:
-            REQUEST.set(request)
-            return await get_response(request)
+            token = REQUEST.set(request)
+            try:
+                return await get_response(request)
+            finally:
+                REQUEST.reset(token)
 
         markcoroutinefunction(middleware)
     else:
 
         def middleware(request: Any) -> Any:  # type: ignore[misc]
-            REQUEST.set(request)
-            return get_response(request)
+            # Reset afterwards: a thread serving requests one after another
+            # (WSGI, the test client) must not log the last request's user.
+            token = REQUEST.set(request)
+            try:
+                return get_response(request)
+            finally:
+                REQUEST.reset(token)
 
     return middleware
 
