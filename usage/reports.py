@@ -45,7 +45,7 @@ def month_of(today: dt.date) -> tuple[dt.date, dt.date]:
 
 def _date(params: Any, name: str, default: dt.date) -> dt.date:
     value = params.get(name)
-    if value in (None, ""):
+    if value is None:
         return default
     try:
         return dt.date.fromisoformat(str(value))
@@ -54,7 +54,9 @@ def _date(params: Any, name: str, default: dt.date) -> dt.date:
 
 
 def parse(params: Any, today: dt.date) -> ReportQuery:
-    group_by = params.get("group_by") or "day"
+    # A parameter that is present must be valid, the empty string included
+    # (as for the list filters of `core.filters`).
+    group_by = params.get("group_by", "day")
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}.")
     first, last = month_of(today)

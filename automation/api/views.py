@@ -28,6 +28,7 @@ from automation.api.serializers import (
 from automation.models import Schedule, WebhookDelivery
 from automation.runs import start_run
 from core.errors import ApiError
+from core.filters import StrictBooleanFilter, StrictFilterSet
 from sessions_app import runner, selectors
 from sessions_app.frames import execution_payload
 
@@ -86,11 +87,19 @@ class AgentRunsView(APIView):
         return _accepted(submission)
 
 
+class ScheduleFilter(StrictFilterSet):
+    enabled = StrictBooleanFilter()
+
+    class Meta:
+        model = Schedule
+        fields = ["agent", "enabled"]
+
+
 class ScheduleViewSet(viewsets.ModelViewSet):
     """Your schedules: an agent run with `input` at every slot of `cron`."""
 
     serializer_class = ScheduleSerializer
-    filterset_fields = ["agent", "enabled"]
+    filterset_class = ScheduleFilter
     ordering_fields = ["created_at", "next_run_at", "last_run_at"]
 
     def get_queryset(self) -> QuerySet[Schedule]:

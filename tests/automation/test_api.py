@@ -194,6 +194,19 @@ def test_disabling_a_schedule_clears_its_next_run_and_delete_removes_it(
     assert not Schedule.objects.exists()
 
 
+def test_schedule_filters_take_only_valid_values(auth_client, user, agent):
+    client = auth_client(user)
+    enabled = _schedule(client, agent).json()
+    disabled = _schedule(client, agent, enabled=False).json()
+    listed = client.get("/api/schedules/", {"enabled": "false"}).json()["results"]
+    assert [s["id"] for s in listed] == [disabled["id"]]
+    listed = client.get("/api/schedules/", {"enabled": "true"}).json()["results"]
+    assert [s["id"] for s in listed] == [enabled["id"]]
+    for bad in ("null", "maybe", ""):
+        response = client.get("/api/schedules/", {"enabled": bad})
+        assert response.status_code == 400, (bad, response.json())
+
+
 def _due(user, agent, *, cron: str = "* * * * *", ago: dt.timedelta, **fields):
     schedule = Schedule.objects.create(
         owner=user, agent=agent, cron=cron, input="tick", **fields

@@ -274,6 +274,10 @@ def test_the_usage_report_groups_own_turns(auth_client, user, other_user, admin_
         {"to": "2026-13-01"},
         {"from": "2026-02-01", "to": "2026-01-01"},
         {"user": "nobody"},
+        {"user": ""},
+        {"to": ""},
+        {"from": ""},
+        {"group_by": ""},
     ):
         response = client.get("/api/usage/", bad)
         assert response.status_code == 400, bad

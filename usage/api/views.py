@@ -13,7 +13,7 @@ import uuid
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, viewsets
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -77,7 +77,12 @@ class UsageView(APIView):
             OpenApiParameter("to", OpenApiTypes.DATE, description="inclusive"),
             OpenApiParameter("user", OpenApiTypes.UUID, description="staff only"),
         ],
-        responses=UsageReportSerializer,
+        responses={
+            200: UsageReportSerializer,
+            403: OpenApiResponse(
+                description="`user` names someone else and the caller is not staff."
+            ),
+        },
     )
     def get(self, request: Request) -> Response:
         """Executions' own usage, grouped (default: by day of the current
@@ -88,10 +93,11 @@ class UsageView(APIView):
             raise ValidationError({"detail": str(exc)}) from None
         executions = AgentExecution.objects.all()
         wanted = request.query_params.get("user")
-        if wanted:
+        if wanted is not None:
             try:
                 wanted_id = uuid.UUID(wanted)
             except ValueError:
+                # An empty `user=` too: a present parameter must hold an id.
                 raise ValidationError({"user": "Must be a user id."}) from None
             if not request.user.is_staff and wanted_id != request.user.pk:
                 raise PermissionDenied("Only staff see other users' usage.")
