@@ -100,7 +100,9 @@ class UsageReportAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         error, report, query = "", None, None
         try:
-            query = reports.parse(request.GET, timezone.now().date())
+            # A field of the admin's form left empty means its default.
+            given = {name: value for name, value in request.GET.items() if value}
+            query = reports.parse(given, timezone.now().date())
         except ValueError as exc:
             error = str(exc)
         executions = AgentExecution.objects.all()
