@@ -9,6 +9,8 @@ it only through HTTP and websockets.
 
 Public surface:
     free_port()                       a free TCP port on 127.0.0.1
+    LiveProcess                       what a spawned product process shares (process group,
+                                      log, stop/kill/restart, context manager)
     LiveServer(env, log_dir, ...)     one daphne process: start(), stop() (SIGTERM),
                                       kill() (SIGKILL), restart(), rss_bytes(), url, ws_url
     FakeModelServer(log_dir, ...)     `python -m testing.fake_openai` as a process: start(), stop()
@@ -53,7 +55,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -203,7 +205,55 @@ def server_env(
     return env
 
 
-class LiveServer:
+class LiveProcess:
+    """What every spawned product process shares: its process group, its log
+    file under `log_dir`, a graceful `stop()` (SIGTERM), `kill()` (SIGKILL),
+    and use as a context manager. Subclasses start it."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.env = {**outside_env(), **env}
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = self.log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Graceful stop (SIGTERM); returns the exit status."""
+        return stop_process_group(self.proc, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None:
+            _signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self) -> Self:
+        self.stop()
+        self.proc = None
+        return self.start()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class LiveServer(LiveProcess):
     """One daphne process serving `config.asgi:application` on 127.0.0.1.
 
     `start()` migrates the database (first start only), collects static files
@@ -222,15 +272,10 @@ class LiveServer:
         migrate: bool = True,
         startup_timeout: float = 60.0,
     ) -> None:
-        self.env = {**outside_env(), **env}
-        self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(env, log_dir, name)
         self.port = port or free_port()
-        self.name = name
-        self.log_path = self.log_dir / f"{name}.log"
         self.startup_timeout = startup_timeout
         self._migrate = migrate
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -239,13 +284,6 @@ class LiveServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def manage(self, *args: str) -> None:
         """Runs `manage.py <args>` with the server's environment, logged beside it."""
@@ -333,22 +371,6 @@ class LiveServer:
             f"{self.log_path}:\n{_tail(self.log_path)}"
         )
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """Graceful stop (SIGTERM); returns the exit status."""
-        status = stop_process_group(self.proc, timeout)
-        return status
-
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to clean up."""
-        if self.proc is not None:
-            _signal_group(self.proc, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def restart(self) -> LiveServer:
-        self.stop()
-        self.proc = None
-        return self.start()
-
     def rss_bytes(self) -> int:
         """Resident memory of the daphne process (from /proc)."""
         if self.proc is None:
@@ -358,15 +380,6 @@ class LiveServer:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
         return 0
-
-    def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> LiveServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 class FakeModelServer:

@@ -12,23 +12,14 @@ says it is ready (loaded, claiming tasks).
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from testing.live import (
-    PROJECT_ROOT,
-    PYTHON,
-    ProcessError,
-    _signal_group,
-    _tail,
-    outside_env,
-    stop_process_group,
-)
+from testing.live import PROJECT_ROOT, PYTHON, LiveProcess, ProcessError, _tail
 
 
-class LiveWorker:
+class LiveWorker(LiveProcess):
     def __init__(
         self,
         env: dict[str, str],
@@ -37,21 +28,9 @@ class LiveWorker:
         name: str = "worker",
         args: tuple[str, ...] = (),
     ) -> None:
-        self.env = {**outside_env(), **env}
-        self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
+        super().__init__(env, log_dir, name)
         self.args = args
-        self.log_path = self.log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, *, wait: bool = True) -> LiveWorker:
         """Starts the process; with `wait`, returns once it is ready."""
@@ -89,25 +68,3 @@ class LiveWorker:
                     return
             time.sleep(0.1)
         raise ProcessError(f"{self.name} not ready within {timeout}s")
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        return stop_process_group(self.proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: the worker gets no chance to clean up."""
-        if self.proc is not None:
-            _signal_group(self.proc, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def restart(self) -> LiveWorker:
-        self.stop()
-        return self.start()
-
-    def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> LiveWorker:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
