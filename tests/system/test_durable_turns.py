@@ -61,6 +61,18 @@ class HangingEndpoint:
             if conn.recv(65536):
                 self.requests += 1
 
+    def charge_tool(self) -> dict:
+        """An `http_endpoint` tool entry, `charge`, that calls this endpoint."""
+        return {
+            "tool": "http_endpoint",
+            "config": {
+                "name": "charge",
+                "description": "Charges the card.",
+                "url": f"http://127.0.0.1:{self.port}/charge",
+                "timeout_seconds": 120,
+            },
+        }
+
     def close(self) -> None:
         self.sock.close()
         for conn in self.held:
@@ -133,7 +145,7 @@ def _kill_and_wait_for_takeover(
     return events
 
 
-def _stored_kinds(events: list[dict]) -> list[tuple[str, str]]:
+def stored_kinds(events: list[dict]) -> list[tuple[str, str]]:
     return [(e["author"], e["kind"]) for e in events]
 
 
@@ -150,7 +162,7 @@ def test_a_turn_killed_mid_answer_is_answered_by_another_process(stack, api, sur
     events = _kill_and_wait_for_takeover(survivor, api, session["id"], execution_id)
     ws.close()
 
-    assert _stored_kinds(events) == [
+    assert stored_kinds(events) == [
         ("user", "message"),
         ("system", "state"),
         ("agent", "message"),
@@ -164,17 +176,7 @@ def test_a_call_in_flight_that_may_have_acted_is_reported_interrupted_not_rerun(
 ):
     agent = api.create_agent(
         model=FAKE_MODEL,
-        tools=[
-            {
-                "tool": "http_endpoint",
-                "config": {
-                    "name": "charge",
-                    "description": "Charges the card.",
-                    "url": f"http://127.0.0.1:{endpoint.port}/charge",
-                    "timeout_seconds": 120,
-                },
-            }
-        ],
+        tools=[endpoint.charge_tool()],
     )
     session = api.create_session(agent["id"])
     before = endpoint.requests
@@ -188,7 +190,7 @@ def test_a_call_in_flight_that_may_have_acted_is_reported_interrupted_not_rerun(
     ws.close()
 
     assert endpoint.requests == before + 1, "the charge is not sent again"
-    assert _stored_kinds(events) == [
+    assert stored_kinds(events) == [
         ("user", "message"),
         ("agent", "tool_call"),
         ("system", "state"),
@@ -231,7 +233,7 @@ def test_a_read_only_call_in_flight_is_run_again(stack, api, survivor):
     )
     ws.close()
 
-    assert _stored_kinds(events) == [
+    assert stored_kinds(events) == [
         ("user", "message"),
         ("agent", "tool_call"),
         ("system", "state"),

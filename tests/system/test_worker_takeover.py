@@ -26,7 +26,7 @@ from tests.system.conftest import (
     open_ws,
     wait_for,
 )
-from tests.system.test_durable_turns import INTERRUPTED, HangingEndpoint
+from tests.system.test_durable_turns import INTERRUPTED, HangingEndpoint, stored_kinds
 
 pytestmark = [
     pytest.mark.slow,
@@ -106,10 +106,6 @@ def _take_over(
     return events
 
 
-def _stored_kinds(events: list[dict]) -> list[tuple[str, str]]:
-    return [(e["author"], e["kind"]) for e in events]
-
-
 def test_a_worker_killed_mid_answer_is_replaced_and_the_answer_completes(
     stack, api, workers
 ):
@@ -124,7 +120,7 @@ def test_a_worker_killed_mid_answer_is_replaced_and_the_answer_completes(
         )
         events = _take_over(stack, api, ws, workers, session["id"], execution_id)
 
-    assert _stored_kinds(events) == [
+    assert stored_kinds(events) == [
         ("user", "message"),
         ("system", "state"),
         ("agent", "message"),
@@ -138,17 +134,7 @@ def test_a_worker_killed_during_a_call_that_may_have_acted_reports_it_interrupte
 ):
     agent = api.create_agent(
         model=FAKE_MODEL,
-        tools=[
-            {
-                "tool": "http_endpoint",
-                "config": {
-                    "name": "charge",
-                    "description": "Charges the card.",
-                    "url": f"http://127.0.0.1:{endpoint.port}/charge",
-                    "timeout_seconds": 120,
-                },
-            }
-        ],
+        tools=[endpoint.charge_tool()],
     )
     session = api.create_session(agent["id"])
     before = endpoint.requests
@@ -163,7 +149,7 @@ def test_a_worker_killed_during_a_call_that_may_have_acted_reports_it_interrupte
         events = _take_over(stack, api, ws, workers, session["id"], execution_id)
 
     assert endpoint.requests == before + 1, "the charge is not sent again"
-    assert _stored_kinds(events) == [
+    assert stored_kinds(events) == [
         ("user", "message"),
         ("agent", "tool_call"),
         ("system", "state"),
