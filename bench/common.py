@@ -52,7 +52,8 @@ from testing.live import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BENCH_REDIS = "redis://127.0.0.1:6379/9"
+# Benchmarks flush this Redis database; point two concurrent runs at different ones.
+BENCH_REDIS = os.environ.get("AGENTRY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 BENCH_DB_PREFIX = "agentry_bench"
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 BACKENDS = ("embedded", "postgres")
