@@ -1,7 +1,7 @@
 """Durable turns: a turn whose process dies is continued by another one.
 
 Public surface:
-    StepSaver(execution_id, own_messages, own_usage)
+    StepSaver(execution_id, own_messages, own_usage, fence)
                                the capability every run carries: stores the run's
                                messages (and usage) after each completed model step
     max_attempts()             how many takeovers a turn may have (`AGENTRY_TURN_MAX_ATTEMPTS`)
@@ -97,6 +97,8 @@ class StepSaver(AbstractCapability[Any]):
     execution_id: str
     own_messages: list[Any] = field(default_factory=list)
     own_usage: dict[str, int] = field(default_factory=dict)
+    #: The takeover count the run holds the turn at (None: unfenced).
+    fence: int | None = None
     # Where the run's own messages start in the run's message list.
     _start: int | None = None
 
@@ -121,13 +123,23 @@ class StepSaver(AbstractCapability[Any]):
             [*ctx.messages[self._start :], *pending]
         )
         usage = add_usage(self.own_usage, usage_of(ctx.usage))
-        await run_db(save_step, self.execution_id, messages, usage)
+        await run_db(save_step, self.execution_id, messages, usage, self.fence)
 
 
-def save_step(execution_id: Any, messages: list[Any], usage: dict[str, int]) -> None:
-    AgentExecution.objects.filter(pk=execution_id, status=Status.RUNNING).update(
-        messages=services.clean_json(messages), usage=usage
-    )
+def save_step(
+    execution_id: Any,
+    messages: list[Any],
+    usage: dict[str, int],
+    fence: int | None = None,
+) -> None:
+    """Stores a running turn's step; with a `fence`, only while the turn is
+    still held at that takeover count (LeaseLost otherwise)."""
+    running = AgentExecution.objects.filter(pk=execution_id, status=Status.RUNNING)
+    if fence is not None:
+        running = running.filter(attempts=fence)
+    saved = running.update(messages=services.clean_json(messages), usage=usage)
+    if not saved and fence is not None:
+        raise services.LeaseLost(execution_id)
 
 
 # --------------------------------------------------------------------- claims
@@ -223,7 +235,10 @@ def takeover_plan(execution_id: Any) -> Takeover:
         )
     )
     events = services.events_append(
-        execution.session_id, specs, execution_id=execution.pk
+        execution.session_id,
+        specs,
+        execution_id=execution.pk,
+        fence=execution.attempts,
     )
     for spec in specs:
         call_id = str(spec.metadata.get("tool_call_id"))

@@ -66,6 +66,9 @@ class LiveTurn:
     token: CancellationToken = field(default_factory=CancellationToken)
     #: The outcome a cancel of this turn is recorded as.
     reason: str = "cancelled"
+    #: The execution's takeover count when this process took the turn: its
+    #: writes fence on it (`services.execution_hold`).
+    attempts: int = 0
 
 
 #: Turns of this process, by execution id.
@@ -98,7 +101,9 @@ def free_session(session_id: str) -> None:
 def track(execution: AgentExecution) -> LiveTurn:
     """Registers a turn of this process as soon as its row exists, so the
     process heart-beats it and never sweeps it."""
-    live = LiveTurn(str(execution.pk), str(execution.session_id))
+    live = LiveTurn(
+        str(execution.pk), str(execution.session_id), attempts=execution.attempts
+    )
     live_turns[live.execution_id] = live
     return live
 
@@ -242,7 +247,9 @@ async def _beat_forever() -> None:
             continue
         try:
             await run_db_on(
-                _housekeeping, services.execution_heartbeat, list(live_turns)
+                _housekeeping,
+                services.execution_heartbeat,
+                {key: turn.attempts for key, turn in list(live_turns.items())},
             )
         except Exception:
             logger.warning(

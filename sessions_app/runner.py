@@ -8,6 +8,9 @@ Public surface:
     Submission, TurnRejected
     submit_turn(request)        stores the user's message, applies the session's
                                 multitask policy and starts the turn as a task
+    StoredTurn, open_turn(request), start_opened(request, stored)
+                                the same in two steps, for a caller that stores
+                                the turn inside a transaction of its own
     cancel_turn(session_id)     cancels the running turn wherever it runs
     submit_approval(...)        decisions on a paused turn's tool calls; resumes it
     resume_claimed(...)         runs on a paused turn its decision or expiry claimed
@@ -36,6 +39,7 @@ events and never stored token by token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -159,14 +163,14 @@ def _attachments(request: TurnRequest) -> list[dict[str, Any]]:
 
 
 @dataclass
-class _Opened:
+class StoredTurn:
     turn: services.OpenedTurn
     policy: str
     abandoned: list[Frame] = field(default_factory=list)
     context: TurnContext | None = None
 
 
-def _open(request: TurnRequest) -> _Opened:
+def _open(request: TurnRequest) -> StoredTurn:
     """Everything a new turn needs from the database, in one thread hop: the
     user's event and execution, pending approvals it abandons and, when it can
     start at once, its context."""
@@ -206,7 +210,7 @@ def _open(request: TurnRequest) -> _Opened:
         raise
     if opened.duplicate:
         admission.refund()
-        return _Opened(opened, policy)
+        return StoredTurn(opened, policy)
     abandoned = (
         _abandon_approvals(session.pk)
         if any(turn.status == Status.AWAITING_APPROVAL for turn in unfinished)
@@ -221,7 +225,7 @@ def _open(request: TurnRequest) -> _Opened:
             attachments=attachments,
             config=config,
         )
-    return _Opened(opened, policy, abandoned, context)
+    return StoredTurn(opened, policy, abandoned, context)
 
 
 def _session_answering(request: TurnRequest) -> Session:
@@ -265,8 +269,16 @@ async def submit_turn(request: TurnRequest) -> Submission:
     `client_message_id` returns the existing execution and runs nothing.
     """
     ensure_supervisor()
+    return await start_opened(request, await run_db(open_turn, request))
+
+
+def open_turn(request: TurnRequest) -> StoredTurn:
+    """`submit_turn`'s writes, for a caller that stores them in a transaction
+    of its own (a schedule's fire with its claim); `start_opened` then starts
+    the turn. A turn stored but never started is not lost: untracked, its
+    lease lapses and a sweep takes it over."""
     try:
-        result = await run_db(_open, request)
+        return _open(request)
     except services.SessionBusy:
         # Named, so a client sending several messages knows which was refused.
         refused = request.client_message_id
@@ -276,6 +288,11 @@ async def submit_turn(request: TurnRequest) -> Submission:
             409,
             details={"client_message_id": refused} if refused else None,
         ) from None
+
+
+async def start_opened(request: TurnRequest, result: StoredTurn) -> Submission:
+    """Starts (or queues) a turn `open_turn` stored."""
+    ensure_supervisor()
     opened = result.turn
     if opened.duplicate:
         return Submission(opened.execution, duplicate=True)
@@ -502,13 +519,23 @@ async def _drive(
         # Deleting a session (or its agent) cascades to the running turn's rows.
         logger.info("turn %s ended: its session was deleted", execution_id)
         return None
+    except services.LeaseLost:
+        # This process stalled past its lease and another one took the turn
+        # over: it stops without a word, the turn is the new holder's.
+        logger.warning(
+            "turn %s stopped here: another process took it over", execution_id
+        )
+        return await run_db(AgentExecution.objects.filter(pk=execution_id).first)
     except asyncio.CancelledError as exc:
         # The process is going away (shutdown, or the loop is closing).
         status, code, message = classify_failure(exc)
-        await asyncio.shield(_finish(live, status=status, error=(code, message)))
+        with contextlib.suppress(services.LeaseLost):
+            await asyncio.shield(_finish(live, status=status, error=(code, message)))
         raise
     finally:
-        live_turns.pop(execution_id, None)
+        # A takeover in this same process (tests) tracks the turn afresh.
+        if live_turns.get(execution_id) is live:
+            live_turns.pop(execution_id, None)
         free_session(session_id)
 
 
@@ -556,6 +583,7 @@ async def _run(
         live.execution_id,
         live.session_id,
         set(resume.approvals) if resume is not None else None,
+        fence=live.attempts,
     )
     run = _RunState()
     try:
@@ -584,7 +612,10 @@ async def _run(
             timeout=settings.AGENTRY_TURN_TIMEOUT,
             capabilities=[
                 durable.StepSaver(
-                    live.execution_id, context.own_messages, context.own_usage
+                    live.execution_id,
+                    context.own_messages,
+                    context.own_usage,
+                    fence=live.attempts,
                 )
             ],
         ) as events:
@@ -595,6 +626,8 @@ async def _run(
             "turn %s finished in %.3fs", live.execution_id, time.monotonic() - started
         )
         return outcome
+    except services.LeaseLost:
+        raise
     except Exception as exc:
         return await _settle_failure(live, stream, run, exc, tree)
     finally:
@@ -838,6 +871,7 @@ async def _pause_for_approval(
         messages=messages,
         events=specs,
         approval_expires_at=deadline,
+        fence=live.attempts,
     )
     await broadcast.publish(
         live.session_id, *(event_frame(e) for e in events), execution_frame(execution)
@@ -888,6 +922,7 @@ async def _finish(
         error_code=error[0] if error else "",
         error_message=error[1] if error else "",
         events=specs,
+        fence=live.attempts,
     )
     if events:
         await broadcast.publish(

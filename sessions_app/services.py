@@ -13,7 +13,8 @@ async code):
     Decision, execution_resume(...)         approval decisions kept, the turn running again
                                             (a person before the deadline, the sweep after)
     executions_abandon_approvals(session)   pending approvals ended by a new message
-    execution_heartbeat(ids)                extends the lease of running executions
+    execution_heartbeat(held)               extends the lease of running executions
+    LeaseLost, execution_hold(id, fence)    the fence of a leased turn's writes
     execution_set_trace_id(id, trace_id)    the trace of an execution's first run
     executions_sweep_stale(...)             marks executions of dead processes `interrupted`
     error_event(code, message)              the closing error event of a turn
@@ -23,6 +24,11 @@ Sequence numbers come from `Session.last_sequence`, incremented with an UPDATE i
 the same transaction that inserts the event: the row lock serialises writers of
 one session (on PostgreSQL; SQLite serialises all writers), and a rolled back
 insert rolls back its number, so numbers are unique, gapless and in order.
+
+A running turn's writes are fenced: each one passes the `attempts` (takeover
+count) its process started the turn with, and is refused (`LeaseLost`) in the
+same transaction once another process has taken the turn over, so a process
+that stalled past its lease and wakes up again cannot store anything more.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ Status = AgentExecution.Status
 #: The error of a turn whose process stopped under it: swept after a crash, or
 #: ended by this process's own shutdown.
 INTERRUPTED_MESSAGE = "The server stopped while this turn was running."
+
+
+class LeaseLost(Exception):
+    """Another process took this turn over (or ended it) while this one held
+    it: the write is refused and this process's run stops."""
 
 
 class SessionBusy(Exception):
@@ -196,15 +207,43 @@ def _allocate(session_id: Any, count: int) -> int:
     return last_sequence - count + 1
 
 
+def execution_hold(execution_id: Any, fence: int) -> None:
+    """Locks an active execution's row for the rest of the transaction while
+    its takeover count is still `fence`; raises LeaseLost otherwise (and
+    AgentExecution.DoesNotExist once its session was deleted).
+
+    The lock makes a takeover's claim wait for this write to commit, so the
+    claim sees everything its previous holder stored. Call inside atomic().
+    """
+    held = (
+        AgentExecution.objects.select_for_update()
+        .filter(pk=execution_id)
+        .values_list("attempts", "status")
+        .first()
+    )
+    if held is None:
+        raise AgentExecution.DoesNotExist(f"Execution {execution_id} does not exist.")
+    attempts, status = held
+    if attempts != fence or status not in AgentExecution.ACTIVE_STATUSES:
+        raise LeaseLost(execution_id)
+
+
 def events_append(
-    session_id: Any, specs: Sequence[EventSpec], *, execution_id: Any = None
+    session_id: Any,
+    specs: Sequence[EventSpec],
+    *,
+    execution_id: Any = None,
+    fence: int | None = None,
 ) -> list[Event]:
-    """Appends events in order, numbered in the same transaction."""
+    """Appends events in order, numbered in the same transaction; with a
+    `fence`, only while the execution is still held at that takeover count."""
     if not specs:
         return []
     # Inside a caller's transaction no savepoint is needed: any failure here
     # rolls the caller back too.
     with transaction.atomic(savepoint=False):
+        if fence is not None:
+            execution_hold(execution_id, fence)
         first = _allocate(session_id, len(specs))
         events = [
             Event(
@@ -411,17 +450,22 @@ def execution_finish(
     error_message: str = "",
     events: Iterable[EventSpec] = (),
     approval_expires_at: dt.datetime | None = None,
+    fence: int | None = None,
 ) -> tuple[AgentExecution, list[Event]]:
     """Ends an execution and appends its closing events, atomically.
 
     Only an active execution is finished: a second finisher (a sweep racing the
-    turn itself) changes nothing and gets the stored state back. A turn paused
-    for approval keeps `approval_expires_at`, when its pending calls expire.
+    turn itself) changes nothing and gets the stored state back. With a
+    `fence`, a turn another process has taken over since is not finished
+    either (LeaseLost). A turn paused for approval keeps
+    `approval_expires_at`, when its pending calls expire.
     """
     with transaction.atomic():
         execution = AgentExecution.objects.select_for_update().get(pk=execution_id)
         if execution.status not in AgentExecution.ACTIVE_STATUSES:
             return execution, []
+        if fence is not None and execution.attempts != fence:
+            raise LeaseLost(execution_id)
         now = timezone.now()
         execution.status = status
         execution.output = clean_json(output)
@@ -634,12 +678,20 @@ def execution_claim_queued(execution_id: Any, attempts: int = 0) -> bool:
     )
 
 
-def execution_heartbeat(execution_ids: Iterable[Any]) -> None:
-    ids = list(execution_ids)
-    if ids:
-        AgentExecution.objects.filter(
-            pk__in=ids, status__in=AgentExecution.ACTIVE_STATUSES
-        ).update(heartbeat_at=timezone.now())
+def execution_heartbeat(held: Mapping[Any, int]) -> None:
+    """Extends the lease of the executions this process runs ({id: the
+    takeover count it holds}); one taken over since is left to its new holder."""
+    by_fence: dict[int, list[Any]] = {}
+    for execution_id, fence in held.items():
+        by_fence.setdefault(fence, []).append(execution_id)
+    if not by_fence:
+        return
+    mine = Q()
+    for fence, ids in by_fence.items():
+        mine |= Q(attempts=fence, pk__in=ids)
+    AgentExecution.objects.filter(
+        mine, status__in=AgentExecution.ACTIVE_STATUSES
+    ).update(heartbeat_at=timezone.now())
 
 
 def executions_sweep_stale(

@@ -84,9 +84,16 @@ class TurnStream:
     clock: ClassVar[Callable[[], float]] = time.monotonic
 
     def __init__(
-        self, execution_id: str, session_id: str, announced: set[str] | None = None
+        self,
+        execution_id: str,
+        session_id: str,
+        announced: set[str] | None = None,
+        *,
+        fence: int | None = None,
     ) -> None:
         self.execution_id, self.session_id = execution_id, session_id
+        # The takeover count the run holds the turn at: its writes fence on it.
+        self.fence = fence
         self.segment: list[str] = []
         # Calls already stored: a resumed run re-announces the approved ones.
         self.announced = set(announced or ())
@@ -169,6 +176,7 @@ class TurnStream:
             self.session_id,
             list(specs),
             execution_id=self.execution_id,
+            fence=self.fence,
         )
         await broadcast.publish(self.session_id, *(event_frame(e) for e in events))
 

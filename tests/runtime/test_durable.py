@@ -231,3 +231,124 @@ async def test_a_step_that_calls_tools_is_stored_before_they_run(
     finished = await runner.wait_for_execution(submission)
     server.close()
     assert finished.status == "succeeded"
+
+
+def _lapse_and_claim(execution_id) -> AgentExecution:
+    """What another process's sweep does once this process's lease lapsed
+    (it stalled: a long pause, a partition): claims the turn for itself."""
+    AgentExecution.objects.filter(pk=execution_id).update(
+        heartbeat_at=timezone.now() - dt.timedelta(minutes=5)
+    )
+    _, claimed = durable.claim_stale(lease=lifecycle.lease())
+    [execution] = claimed
+    return execution
+
+
+async def test_a_stalled_holder_that_wakes_after_a_takeover_stores_nothing_more(
+    fake_llm, user, make_agent, new_session, settings
+):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    arrived = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(reader, writer):
+        await reader.read(65536)
+        arrived.set()
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ncharged")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    agent = await sync_to_async(make_agent)(
+        user,
+        tools=[
+            {
+                "tool": "http_endpoint",
+                "config": {
+                    "name": "charge",
+                    "description": "Charges the card.",
+                    "url": f"http://127.0.0.1:{port}/charge",
+                },
+            }
+        ],
+    )
+    session = await new_session(agent=agent)
+    from sessions_app import runner
+    from sessions_app.turn_request import TurnRequest
+
+    # The first holder stores the call and its step, then stalls in the call.
+    first = await runner.submit_turn(
+        TurnRequest(
+            session_id=str(session.pk),
+            user_id=user.pk,
+            content="[[call charge {}]] pay",
+        )
+    )
+    await asyncio.wait_for(arrived.wait(), 20)
+    claimed = await sync_to_async(_lapse_and_claim)(first.execution.pk)
+    assert claimed.attempts == 1
+
+    # A second holder takes the turn over and answers it.
+    second = await runner.take_over(claimed)
+    taken = await runner.wait_for_execution(second)
+    assert taken.status == "succeeded", taken.error_message
+    model_requests = len(fake_llm.requests)
+
+    # The first holder wakes with the call's result: refused, it stops quietly.
+    release.set()
+    woken = await runner.wait_for_execution(first)
+    server.close()
+
+    assert (woken.status, woken.attempts, woken.output) == (
+        "succeeded",
+        1,
+        taken.output,
+    )
+    assert len(fake_llm.requests) == model_requests, "no model step after waking"
+    events = await _events(session)
+    assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))
+    assert [(e.author, e.kind) for e in events] == [
+        ("user", "message"),
+        ("agent", "tool_call"),
+        ("system", "state"),
+        ("tool", "tool_result"),
+        ("agent", "message"),
+    ]
+    assert events[3].content == durable.INTERRUPTED_CALL, "not the woken call's"
+    assert [e.sequence_number for e in events if e.turn_complete] == [5]
+    assert str(first.execution.pk) not in lifecycle.live_turns
+
+
+def test_every_write_of_a_turn_taken_over_since_is_refused(user, make_session):
+    session = make_session(user)
+    dead = _open_dead_turn(session, user, "hi")
+    _lapse_and_claim(dead.pk)
+    spec = services.EventSpec(author=Event.Author.AGENT, content="late")
+
+    with pytest.raises(services.LeaseLost):
+        services.events_append(session.pk, [spec], execution_id=dead.pk, fence=0)
+    with pytest.raises(services.LeaseLost):
+        durable.save_step(dead.pk, [], {"requests": 9}, 0)
+    with pytest.raises(services.LeaseLost):
+        services.execution_finish(
+            dead.pk, status="succeeded", output="late", events=[spec], fence=0
+        )
+    execution = AgentExecution.objects.get(pk=dead.pk)
+    assert (execution.status, execution.output, execution.usage) == (
+        "running",
+        None,
+        {},
+    )
+    assert Event.objects.filter(session=session).count() == 1
+    # The new holder's writes go through.
+    [stored] = services.events_append(
+        session.pk, [spec], execution_id=dead.pk, fence=1
+    )
+    assert stored.sequence_number == 2
+    durable.save_step(dead.pk, [], {"requests": 1}, 1)
+    finished, _ = services.execution_finish(
+        dead.pk, status="succeeded", output="done", fence=1
+    )
+    assert finished.status == "succeeded"
