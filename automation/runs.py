@@ -8,6 +8,8 @@ asyncio task of this process, in `task` mode a worker runs it.
 
 Public surface:
     start_run(*, user, agent, content, session=None, webhook_url="") -> Submission (async)
+    open_session(user, agent, content) -> Session   a run's new session (sync)
+    keep_running(submission)   holds an inline run nobody awaits until it ends
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sessions_app.models import Session
 _running: set[asyncio.Task[Any]] = set()
 
 
-def _open_session(user: Any, agent: Any, content: str) -> Session:
+def open_session(user: Any, agent: Any, content: str) -> Session:
     title = content.strip().splitlines()[0][:80] if content.strip() else ""
     return services.session_create(user=user, agent=agent, title=title)
 
@@ -40,7 +42,7 @@ async def start_run(
     session opened for it removed again) when the turn is refused."""
     opened = session is None
     if session is None:
-        session = await run_db(_open_session, user, agent, content)
+        session = await run_db(open_session, user, agent, content)
     try:
         submission = await runner.submit_turn(
             runner.TurnRequest(
@@ -55,7 +57,11 @@ async def start_run(
         if opened:
             await run_db(session.delete)
         raise
+    keep_running(submission)
+    return submission
+
+
+def keep_running(submission: runner.Submission) -> None:
     if submission.task is not None:
         _running.add(submission.task)
         submission.task.add_done_callback(_running.discard)
-    return submission

@@ -19,7 +19,7 @@ from accounts.secrets import decrypt
 from automation import schedules
 from automation.models import Schedule, WebhookDelivery
 from sessions_app.db import run_db
-from sessions_app.models import AgentExecution
+from sessions_app.models import AgentExecution, Session
 from tests.plugins.runtime import access_token
 
 QUICK = "[[tokens=4]] background work"
@@ -218,11 +218,15 @@ def _due(user, agent, *, cron: str = "* * * * *", ago: dt.timedelta, **fields):
 def test_a_due_slot_is_claimed_once_and_missed_slots_fire_once(user, agent):
     missed = _due(user, agent, ago=dt.timedelta(days=3))
     first = schedules.claim_due()
-    assert [s.pk for s in first] == [missed.pk]
+    assert [f.schedule.pk for f in first] == [missed.pk]
     assert schedules.claim_due() == []
     missed.refresh_from_db()
     assert missed.next_run_at > timezone.now()
     assert missed.last_run_at is not None
+    # Its turn was stored with the claim.
+    [execution] = AgentExecution.objects.filter(agent=agent)
+    assert (execution.status, execution.input) == ("queued", "tick")
+    assert missed.last_execution_id == execution.pk
 
 
 def test_a_disabled_schedule_never_fires(user, agent):
@@ -348,3 +352,102 @@ async def test_an_inline_run_tells_its_webhook_without_waiting_for_it(
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+# --------------------------------------------------------------------- fires that fail
+
+
+def _refuse_linking_runs(on: bool) -> None:
+    """A real database error at the last write of a fire (its schedule's
+    `last_execution`), after the claim and the stored turn."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            if on:
+                cursor.execute(
+                    "CREATE FUNCTION agentry_refuse() RETURNS trigger AS $$ "
+                    "BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"
+                )
+                cursor.execute(
+                    "CREATE TRIGGER agentry_refuse BEFORE UPDATE OF last_execution_id "
+                    "ON automation_schedule FOR EACH ROW "
+                    "WHEN (NEW.last_execution_id IS NOT NULL) "
+                    "EXECUTE FUNCTION agentry_refuse()"
+                )
+            else:
+                cursor.execute("DROP TRIGGER agentry_refuse ON automation_schedule")
+                cursor.execute("DROP FUNCTION agentry_refuse()")
+        elif on:
+            cursor.execute(
+                "CREATE TRIGGER agentry_refuse BEFORE UPDATE OF last_execution_id "
+                "ON automation_schedule WHEN NEW.last_execution_id IS NOT NULL "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            cursor.execute("DROP TRIGGER agentry_refuse")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fire_that_fails_after_its_claim_leaves_the_slot_due_then_fires_once(
+    user, agent
+):
+    schedule = _due(user, agent, ago=dt.timedelta(minutes=2))
+    slot = Schedule.objects.get(pk=schedule.pk).next_run_at
+    sessions_before = Session.objects.count()
+    _refuse_linking_runs(True)
+    try:
+        assert schedules.claim_due() == []
+        assert schedules.claim_due() == []
+    finally:
+        _refuse_linking_runs(False)
+    stored = Schedule.objects.get(pk=schedule.pk)
+    assert (stored.next_run_at, stored.last_run_at) == (slot, None), "still due"
+    assert not AgentExecution.objects.exists(), "its turn went with the claim"
+    assert Session.objects.count() == sessions_before
+
+    [fired] = schedules.claim_due()
+    assert schedules.claim_due() == []
+    assert fired.schedule.pk == schedule.pk
+    assert AgentExecution.objects.filter(agent=agent).count() == 1
+    assert Schedule.objects.get(pk=schedule.pk).next_run_at > timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_the_runner_refuses_uses_up_its_slot_and_leaves_nothing(user, agent):
+    schedule = _due(user, agent, ago=dt.timedelta(minutes=2))
+    sessions_before = Session.objects.count()
+    agent.is_active = False
+    agent.save(update_fields=["is_active"])
+
+    assert schedules.claim_due() == []
+    stored = Schedule.objects.get(pk=schedule.pk)
+    assert stored.next_run_at > timezone.now() and stored.last_run_at is not None
+    assert not AgentExecution.objects.exists()
+    assert Session.objects.count() == sessions_before
+    assert schedules.claim_due() == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_slot_whose_process_died_before_starting_its_run_still_runs_once(
+    fake_llm, user, make_agent
+):
+    from sessions_app import lifecycle
+
+    agent = await sync_to_async(make_agent)(user)
+    schedule = await sync_to_async(_due)(user, agent, ago=dt.timedelta(seconds=1))
+    # Claimed and stored, then the process died before it started the turn.
+    [fired] = await run_db(schedules.claim_due)
+    execution_id = fired.stored.turn.execution.pk
+    await run_db(
+        AgentExecution.objects.filter(pk=execution_id).update,
+        heartbeat_at=timezone.now() - dt.timedelta(minutes=5),
+    )
+
+    assert await lifecycle.take_over_stale() == 1
+    execution = await _until_finished(str(execution_id))
+    assert execution.status == "succeeded", execution.error_message
+    assert await schedules.tick() == 0
+    assert await run_db(AgentExecution.objects.filter(agent=agent).count) == 1
+    schedule = await run_db(Schedule.objects.get, pk=schedule.pk)
+    assert schedule.last_execution_id == execution_id
