@@ -31,6 +31,7 @@ from agents.validation import (
     validate_model_settings,
     validate_tool_entry,
     validate_usage_limits,
+    validate_webhooks,
 )
 from tools.registry import registry
 
@@ -159,6 +160,12 @@ class AgentAdminForm(forms.ModelForm[Agent]):
 
     def clean_usage_limits(self) -> Any:
         return self._check("usage_limits", validate_usage_limits)
+
+    def clean_webhooks(self) -> Any:
+        # The field left empty is no webhooks, not null.
+        if self.cleaned_data.get("webhooks") is None:
+            self.cleaned_data["webhooks"] = []
+        return self._check("webhooks", validate_webhooks)
 
     def clean_workflow(self) -> Any:
         try:

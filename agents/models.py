@@ -38,7 +38,14 @@ TOOL_ENTRY_FIELDS = (
     "allow_edit",
 )
 #: Everything an owner sets on an agent (besides its tools), in form order.
-EDITABLE_FIELDS = ("name", "description", *CONFIG_FIELDS, "visibility", "is_active")
+EDITABLE_FIELDS = (
+    "name",
+    "description",
+    *CONFIG_FIELDS,
+    "visibility",
+    "is_active",
+    "webhooks",
+)
 
 
 class Agent(models.Model):

@@ -7,6 +7,9 @@ Public surface:
                                      limit at most the server's maximum (null
                                      means that maximum)
     validate_tool_entry(tool, config) -> dict   the normalised config of one tool
+    validate_webhooks(value)         the agent's webhook URLs: a list of at most
+                                     MAX_WEBHOOKS distinct http(s) URLs the
+                                     network guard accepts
 
 Each raises `agents.factory.AgentConfigError` with a message a person can act on;
 the REST serializers and the admin forms both call them, so both refuse the
@@ -20,7 +23,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agents.factory import AgentConfigError, usage_limit_maxima
+from tools.netguard import url_refusal
 from tools.registry import ToolConfigError, UnknownToolError, registry
+
+#: How many URLs an agent's `webhooks` may list.
+MAX_WEBHOOKS = 10
+MAX_URL_CHARS = 2000
 
 USAGE_LIMIT_KEYS = (
     "request_limit",
@@ -175,3 +183,22 @@ def validate_tool_entry(tool: str, config: Any) -> dict[str, Any]:
         return registry.validate_config(tool, config)
     except (UnknownToolError, ToolConfigError) as exc:
         raise AgentConfigError(str(exc)) from None
+
+
+def validate_webhooks(value: Any) -> None:
+    if not isinstance(value, list):
+        raise AgentConfigError("webhooks must be a list of URLs.")
+    if len(value) > MAX_WEBHOOKS:
+        raise AgentConfigError(f"webhooks may list at most {MAX_WEBHOOKS} URLs.")
+    for index, url in enumerate(value):
+        if not isinstance(url, str) or not url:
+            raise AgentConfigError(f"webhooks[{index}] must be a URL.")
+        if len(url) > MAX_URL_CHARS:
+            raise AgentConfigError(
+                f"webhooks[{index}] may be at most {MAX_URL_CHARS} characters."
+            )
+        problem = url_refusal(url)
+        if problem is not None:
+            raise AgentConfigError(f"webhooks[{index}]: {problem}.")
+    if len(set(value)) != len(value):
+        raise AgentConfigError("webhooks lists a URL twice.")

@@ -175,3 +175,23 @@ def test_the_admin_is_titled_agentry_with_its_icon(staff):
     assert "<title>Agents, sessions and the marketplace | Agentry admin</title>" in html
     assert "Agentry administration" in html
     assert 'rel="icon" href="/static/favicon.svg"' in html
+
+
+def test_an_agents_webhooks_are_edited_in_the_admin_through_the_network_guard(
+    staff, admin_user
+):
+    agent = AgentFactory(owner=admin_user)
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    refused = staff.post(
+        url, agent_post(agent, admin_user, [], webhooks='["http://127.0.0.1/hook"]')
+    )
+    assert refused.status_code == 200
+    assert "not a public address (loopback)" in refused.content.decode()
+    agent.refresh_from_db()
+    assert agent.webhooks == []
+    saved = staff.post(
+        url, agent_post(agent, admin_user, [], webhooks='["https://example.com/h"]')
+    )
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    agent.refresh_from_db()
+    assert agent.webhooks == ["https://example.com/h"]

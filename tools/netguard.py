@@ -25,6 +25,8 @@ Public surface:
     DestinationRefused     the refusal (a `SandboxError`: a failed tool call)
     private_urls_allowed() whether ``AGENTRY_ALLOW_PRIVATE_URLS`` is on
     address_refusal(ip)    why an address is refused, or None if it is public
+    url_refusal(url)       why a URL is refused before any lookup (scheme, host,
+                           credentials, a non-public address literal), or None
     Resolver               async (host, port) -> addresses; `system_resolver`
     resolve_once(...)      one lookup, every answer checked, the first returned
     PinnedResolver         resolve_once per host, remembered for its lifetime
@@ -44,6 +46,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpcore
@@ -90,6 +93,34 @@ def address_refusal(address: str) -> str | None:
                 reason = "reserved"
             return None if reason is None else f"{reason} ({form})"
     return _plain_refusal(ip)
+
+
+def url_refusal(url: str) -> str | None:
+    """Why the guard refuses `url` without looking anything up, or None.
+
+    For URLs stored to be called later (webhooks): http(s) with a host and no
+    credentials, and a host given as an address must be public unless private
+    URLs are allowed. A host name is resolved and checked at each call, since
+    what it points to may change.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return "it is not a valid URL"
+    if parts.scheme not in ("http", "https") or not host:
+        return "only http:// and https:// URLs with a host are allowed"
+    if parts.username or parts.password:
+        return "a URL must not carry credentials"
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    reason = None if private_urls_allowed() else address_refusal(host)
+    if reason is not None:
+        return f"{host} is not a public address ({reason})"
+    return None
 
 
 def _embedded_ipv4(

@@ -32,6 +32,7 @@ from agents.validation import (
     validate_model_settings,
     validate_tool_entry,
     validate_usage_limits,
+    validate_webhooks,
 )
 from core.serializers import (
     JSONObjectField,
@@ -83,6 +84,14 @@ class AgentSerializer(StrictModelSerializer):
         help_text='Workflow agents only: {"steps": [{"name", "agent", "prompt"}]}, '
         "1 to 20 steps; a prompt may use {input} and {previous} (its default).",
     )
+    webhooks = serializers.ListField(
+        child=StrictCharField(max_length=2000),
+        required=False,
+        max_length=10,
+        help_text="Up to 10 distinct http(s) URLs told (POST, signed with the "
+        "owner's webhook secret) when any run of the owner's with this agent "
+        "ends; an address literal must be public (the network guard).",
+    )
 
     class Meta:
         model = Agent
@@ -101,6 +110,7 @@ class AgentSerializer(StrictModelSerializer):
             "workflow",
             "visibility",
             "is_active",
+            "webhooks",
             "version",
             "tools",
             "created_at",
@@ -128,6 +138,9 @@ class AgentSerializer(StrictModelSerializer):
 
     def validate_usage_limits(self, value: Any) -> Any:
         return _config_check(validate_usage_limits, value)
+
+    def validate_webhooks(self, value: Any) -> Any:
+        return _config_check(validate_webhooks, value)
 
     def validate_workflow(self, value: Any) -> Any:
         try:

@@ -306,3 +306,71 @@ def test_patch_with_a_tool_entry_without_its_name_is_a_400(client, agent):
     )
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "validation_error"
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def test_an_agents_webhooks_are_set_read_and_replaced_over_the_api(client):
+    data = create(client, webhooks=["https://hooks.example.com/a"])
+    assert data["webhooks"] == ["https://hooks.example.com/a"]
+    patched = client.patch(
+        f"/api/agents/{data['id']}",
+        {"webhooks": ["https://hooks.example.com/b", "http://93.184.215.14/c"]},
+        format="json",
+    )
+    assert patched.status_code == 200, patched.content
+    assert patched.json()["webhooks"] == [
+        "https://hooks.example.com/b",
+        "http://93.184.215.14/c",
+    ]
+    assert patched.json()["version"] == data["version"], "not a config change"
+    assert Agent.objects.get(pk=data["id"]).webhooks == patched.json()["webhooks"]
+    cleared = client.patch(f"/api/agents/{data['id']}", {"webhooks": []}, format="json")
+    assert cleared.json()["webhooks"] == []
+
+
+@pytest.mark.parametrize(
+    "webhooks,message",
+    [
+        ("https://hooks.example.com/a", "list"),
+        ([42], "string"),
+        (["ftp://hooks.example.com/a"], "http"),
+        (["https://user:pw@hooks.example.com/a"], "credentials"),
+        (["http://127.0.0.1:8000/hook"], "not a public address (loopback)"),
+        (["http://10.1.2.3/hook"], "not a public address (private)"),
+        (["http://[::ffff:169.254.169.254]/hook"], "not a public address"),
+        (["https://hooks.example.com/a"] * 2, "twice"),
+        ([f"https://hooks.example.com/{i}" for i in range(11)], "10"),
+        (["https://hooks.example.com/" + "a" * 2000], "2000"),
+    ],
+)
+def test_bad_webhooks_are_a_400_naming_the_field_and_change_nothing(
+    client, webhooks, message
+):
+    data = create(client)
+    response = client.patch(
+        f"/api/agents/{data['id']}", {"webhooks": webhooks}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    errors = response.json()["error"]["details"]["webhooks"]
+    assert message in str(errors), errors
+    assert Agent.objects.get(pk=data["id"]).webhooks == []
+
+
+def test_private_webhook_addresses_are_allowed_where_the_guard_allows_them(
+    client, settings
+):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    data = create(client, webhooks=["http://127.0.0.1:8000/hook"])
+    assert data["webhooks"] == ["http://127.0.0.1:8000/hook"]
+
+
+def test_the_schema_documents_an_agents_webhooks():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    field = schema["components"]["schemas"]["Agent"]["properties"]["webhooks"]
+    assert field["type"] == "array" and field["maxItems"] == 10
+    assert field["items"]["type"] == "string"
+    assert "network guard" in field["description"]

@@ -41,6 +41,7 @@ from agents.delegation import DELEGATE_TOOL, validate_workflow
 from agents.factory import AgentConfigError, validate_agent_config
 from agents.models import EDITABLE_FIELDS, Agent
 from agents.services import agent_create, agent_update
+from agents.validation import validate_webhooks
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "demo_agents.yaml"
 DEMO_USERNAME = "demo"
@@ -160,7 +161,9 @@ class Command(BaseCommand):
         if visibility not in Agent.Visibility.values:
             raise CommandError(f"{where}: visibility must be private or public.")
         definition = _with_slug_placeholders(definition)
+        webhooks = definition.get("webhooks") or []
         try:
+            validate_webhooks(webhooks)
             workflow = validate_workflow(definition.get("workflow"))
             checked = validate_agent_config(
                 {
@@ -188,6 +191,7 @@ class Command(BaseCommand):
             "description": definition.get("description") or "",
             "visibility": visibility,
             "is_active": bool(definition.get("is_active", True)),
+            "webhooks": webhooks,
         }
 
     # ---- writing -----------------------------------------------------------------
