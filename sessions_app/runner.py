@@ -95,6 +95,7 @@ from sessions_app.services import TurnRejected
 from sessions_app.turn_events import (
     TurnStream,
     add_usage,
+    classify_cancel,
     classify_failure,
     usage_of,
 )
@@ -554,9 +555,8 @@ async def _wait_until_running(live: LiveTurn) -> AgentExecution | None:
             await broadcast.publish(live.session_id, execution_frame(execution))
             return execution
         if live.token.cancelled:
-            await _finish(
-                live, status=Status.CANCELLED, error=("cancelled", "Cancelled.")
-            )
+            status, code, message = classify_cancel(live.reason)
+            await _finish(live, status=status, error=(code, message))
             return None
         # Woken when a turn of this session ends in this process; polling
         # covers turns that end on another process.
@@ -673,9 +673,7 @@ async def _run_workflow(
     outcome = await delegation.run_workflow(tree, execution.input, steps)
     usage = add_usage(context.own_usage, tree.own_usage(tree.usage))
     if live.token.cancelled:
-        status, code, message = classify_failure(
-            RunCancelled("Cancelled."), cancel_reason=live.reason
-        )
+        status, code, message = classify_cancel(live.reason)
         return await _finish(live, status=status, usage=usage, error=(code, message))
     if outcome.error is not None:
         return await _finish(

@@ -5,6 +5,9 @@ Public surface:
     classify_failure(exc, *, cancel_reason)
                            (status, error_code, message) for what ended a run,
                            cancels and shutdowns included
+    classify_cancel(cancel_reason)
+                           the same for a turn a cancel stopped outside its run
+                           (still queued, between workflow steps)
     usage_of(run_usage), add_usage(a, b), tool_args(part)
     tool_call_spec(part), tool_result_spec(...)   the stored events of a call and its result
 
@@ -288,6 +291,14 @@ def usage_of(usage: Any) -> dict[str, int]:
 def add_usage(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
     """A resumed turn's usage is the sum of its runs."""
     return {key: before.get(key, 0) + value for key, value in now.items()}
+
+
+def classify_cancel(cancel_reason: str) -> tuple[str, str, str]:
+    """(status, error_code, message) for a turn a cancel stopped while no run
+    was under way (queued behind another turn, between workflow steps): what
+    `classify_failure` says of a run's own cancel, so a queued turn a shutdown
+    stops is `interrupted` exactly as a running one is."""
+    return classify_failure(RunCancelled("Cancelled."), cancel_reason=cancel_reason)
 
 
 def classify_failure(

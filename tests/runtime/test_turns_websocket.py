@@ -9,8 +9,11 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
+from pydantic_ai import RunCancelled
 
+from sessions_app import lifecycle
 from sessions_app.models import AgentExecution, Event
+from sessions_app.turn_events import classify_failure
 from tests.plugins.runtime import is_partial, is_status, is_terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -448,3 +451,42 @@ async def test_a_history_bound_keeps_the_last_whole_turns(
     assert "and now?" in sent[-1]
     # The log keeps every turn.
     assert len(await stored_log(session)) == 10
+
+
+async def test_a_shutdown_records_queued_and_running_turns_as_classified(
+    fake_llm, user, new_session, ws_connect
+):
+    """The queued turn never started a run, the running one did: both end as
+    `classify_failure` says a shutdown's cancel ends, on the row and in the
+    error frame alike."""
+    session = await new_session()
+    ws = await ws_connect(user, session)
+    await ws.send({"type": "message", "content": SLOW})
+    await ws.until(is_partial)
+    await ws.send(
+        {"type": "message", "content": "[[tokens=3]] later", "multitask": "enqueue"}
+    )
+    await ws.until(is_status("queued"))
+
+    assert await lifecycle.interrupt_live_turns() == 2
+    frames = await ws.until(is_terminal)
+    frames += await ws.until(is_terminal)
+
+    expected = classify_failure(RunCancelled("stop"), cancel_reason="interrupted")
+    finals = {
+        f["execution"]["input"][-5:]: f["execution"] for f in frames if is_terminal(f)
+    }
+    errors = {
+        e["execution"]: (e["error_code"], e["content"])
+        for e in events(frames, partial=False)
+        if e["kind"] == "error"
+    }
+    stored = [e async for e in AgentExecution.objects.filter(session=session)]
+    assert len(stored) == 2 and set(finals) == {" time", "later"}
+    for execution in stored:
+        frame = finals[execution.input[-5:]]
+        assert (frame["status"], frame["error_code"]) == expected[:2]
+        assert (execution.status, execution.error_code, execution.error_message) == (
+            expected
+        )
+        assert errors[str(execution.pk)] == expected[1:]
