@@ -280,6 +280,8 @@ def build_agent(
     """
     from pydantic_ai import Agent, DeferredToolRequests, StructuredDict
 
+    from agents.delegation import DELEGATE_TOOL
+
     model = (
         model_override
         if model_override is not None and not isinstance(model_override, str)
@@ -295,9 +297,14 @@ def build_agent(
             description=schema.get("description"),
         )
     tools = config.get("tools") or []
-    if any(t.get("enabled", True) and t.get("requires_approval") for t in tools):
+    if any(
+        t.get("enabled", True)
+        and (t.get("requires_approval") or t.get("tool") == DELEGATE_TOOL)
+        for t in tools
+    ):
         # Calls to these tools pause the run; it ends with the pending requests
-        # and resumes with the user's decisions.
+        # and resumes with the user's decisions. A delegating call pauses
+        # with its child when the child's tool needs approval.
         output_type = [output_type, DeferredToolRequests]
     toolset = _toolset_for(tools, deps)
     return Agent(

@@ -3,10 +3,16 @@ what expired.
 
 Public surface:
     APPROVAL_EXPIRED                         what an expired call answers the model
+    WAITING_ON                               the deferral metadata of a delegating call
+                                             whose child waits for approval
+    Pause, pause_of(requests, now)           what a pausing run stores: its own pending
+                                             calls, the children it waits on, its deadline
     approval_requests(requests, now)         a pausing turn's pending calls and deadline
-    pending_approvals(execution_id, user_id) -> (execution, requests)
+    pending_approvals(execution_id, user_id) -> (root execution, requests of its tree)
     parse_decisions(requests, decisions)     -> list[services.Decision]
     deferred_results(decisions)              -> DeferredToolResults for the resumed run
+    resume_results(execution_id)             the same, read back for a resumed execution:
+                                             its kept decisions, its children approved to go on
     claim_expired(now=None)                  paused turns past their deadline, claimed
                                              and resumed as denied (exactly once)
     decisions_of(execution)                  the kept decisions, oldest first
@@ -22,11 +28,22 @@ Each tool entry has its own `approval_ttl_seconds`; a turn pausing on several
 calls gets the earliest of their deadlines (`approval_expires_at`), because it
 resumes once: at that deadline every call still undecided is denied as
 `approval_expired`. Refusals are `TurnRejected`.
+
+One turn, one tree: a delegated child whose tool needs approval pauses with
+its own `state` event listing its calls, and every level above it pauses too,
+its delegating call deferred with `WAITING_ON` (the child's id) and its
+`state` event listing `actions.waiting_on` instead of requests. The tree's
+pending calls are those of all its paused executions; a decision names the
+root or any of them, answers all of them at once, and resumes the tree from
+the root: each delegating call runs again and continues its child
+(`sessions_app.delegation`), which reads its decisions back here. The root's
+deadline is the earliest of the tree's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import QuerySet
@@ -56,17 +73,44 @@ MAX_MESSAGE_CHARS = 2000
 Choice = ApprovalDecision.Decision
 
 
-def approval_requests(
-    requests: DeferredToolRequests, now: dt.datetime | None = None
-) -> tuple[list[dict[str, Any]], dt.datetime]:
-    """The pending calls a pausing turn stores, and the turn's deadline.
+#: The deferral metadata of a delegating call whose child waits for approval.
+WAITING_ON = "delegated_execution"
+#: The `actions` key of a pausing level's `state` event naming those children.
+WAITING_ACTION = "waiting_on"
 
-    Each request says when it expires (the turn's deadline), whether its
-    arguments may be edited and, if so, their JSON schema.
-    """
+
+@dataclass
+class Pause:
+    """What a run that ends with deferred calls stores."""
+
+    #: Its own calls waiting for a person (`approval_requests`).
+    pending: list[dict[str, Any]]
+    #: Its delegating calls whose child waits: `{tool_call_id, tool_name, execution}`.
+    waiting_on: list[dict[str, Any]] = field(default_factory=list)
+    deadline: dt.datetime | None = None
+
+
+def pause_of(requests: DeferredToolRequests, now: dt.datetime | None = None) -> Pause:
+    """A pausing run's own pending calls, the children it waits on, and its
+    deadline: the earliest of its own calls' and its children's."""
     now = now or timezone.now()
-    pending, deadlines = [], []
+    own, waiting_on, deadlines = [], [], []
     for call in requests.approvals:
+        meta = requests.metadata.get(call.tool_call_id) or {}
+        if meta.get(WAITING_ON):
+            entry = {
+                "tool_call_id": call.tool_call_id,
+                "tool_name": call.tool_name,
+                "execution": meta[WAITING_ON],
+                "expires_at": meta.get("expires_at"),
+            }
+            waiting_on.append(entry)
+            if (child_deadline := deadline_of(entry)) is not None:
+                deadlines.append(child_deadline)
+        else:
+            own.append(call)
+    pending = []
+    for call in own:
         meta = requests.metadata.get(call.tool_call_id) or {}
         ttl = meta.get("approval_ttl_seconds") or DEFAULT_APPROVAL_TTL_SECONDS
         deadlines.append(now + dt.timedelta(seconds=min(ttl, MAX_APPROVAL_TTL_SECONDS)))
@@ -82,15 +126,53 @@ def approval_requests(
     deadline = min(deadlines, default=now)
     for request in pending:
         request["expires_at"] = deadline.isoformat().replace("+00:00", "Z")
-    return pending, deadline
+    return Pause(pending, waiting_on, deadline)
+
+
+def waiting_entry(child: AgentExecution, **placement: str) -> dict[str, Any]:
+    """What a paused parent stores of a child it waits on (and a delegating
+    call's deferral carries as `WAITING_ON` metadata)."""
+    expires = child.approval_expires_at
+    return {
+        **placement,
+        "execution": str(child.pk),
+        "expires_at": expires.isoformat() if expires else None,
+    }
+
+
+def deadline_of(entry: dict[str, Any]) -> dt.datetime | None:
+    """The deadline of a waiting child, as its parent stored it."""
+    expires = entry.get("expires_at")
+    return dt.datetime.fromisoformat(expires) if expires else None
+
+
+def waiting_on(execution_id: Any) -> list[dict[str, Any]]:
+    """The children a paused execution waits on, as its pause stored them."""
+    return list(_pause_actions(execution_id).get(WAITING_ACTION, []))
+
+
+def approval_requests(
+    requests: DeferredToolRequests, now: dt.datetime | None = None
+) -> tuple[list[dict[str, Any]], dt.datetime]:
+    """The pending calls a pausing turn stores, and the turn's deadline.
+
+    Each request says when it expires (the turn's deadline), whether its
+    arguments may be edited and, if so, their JSON schema.
+    """
+    pause = pause_of(requests, now)
+    assert pause.deadline is not None
+    return pause.pending, pause.deadline
 
 
 def pending_approvals(
     execution_id: Any, user_id: Any
 ) -> tuple[AgentExecution, list[dict[str, Any]]]:
-    """A paused execution of one of the user's sessions, and its pending calls.
+    """The root of a paused turn of one of the user's sessions, and the
+    pending calls of its whole tree (each naming its `execution`).
 
-    Only the session's user decides: anyone else's execution is not found.
+    `execution_id` is the root or any paused execution of its tree (a
+    delegated child waiting for approval). Only the session's user decides:
+    anyone else's execution is not found.
     """
     execution = (
         AgentExecution.objects.filter(
@@ -107,25 +189,78 @@ def pending_approvals(
             f"The execution is {execution.status}, not awaiting approval.",
             409,
         )
+    if execution.parent_id is not None:
+        execution = AgentExecution.objects.get(pk=execution.root_id or execution.pk)
+        if execution.status != AgentExecution.Status.AWAITING_APPROVAL:
+            raise TurnRejected(
+                "not_awaiting_approval",
+                f"The turn is {execution.status}, not awaiting approval.",
+                409,
+            )
     if execution.approval_expires_at and execution.approval_expires_at <= (
         timezone.now()
     ):
         raise _expired()
-    return execution, _requests_of(execution.pk)
+    return execution, _tree_requests(execution.pk)
 
 
-def _requests_of(execution_id: Any) -> list[dict[str, Any]]:
-    state = (
+def _tree_requests(root_id: Any) -> list[dict[str, Any]]:
+    """The pending calls of every paused execution of a turn's tree."""
+    paused = AgentExecution.objects.filter(
+        root_id=root_id, status=AgentExecution.Status.AWAITING_APPROVAL
+    ).order_by("-depth", "created_at")
+    return [
+        {**request, "execution": str(pk)}
+        for pk in paused.values_list("pk", flat=True)
+        for request in _pause_actions(pk).get("approval_requests", [])
+    ]
+
+
+def _pause_actions(execution_id: Any) -> dict[str, Any]:
+    """The `actions` of the execution's latest pause: its system `state`
+    event that lists calls waiting for a person or children waiting on one."""
+    rows = (
         Event.objects.filter(
             execution_id=execution_id,
             kind=Event.Kind.STATE,
             author=Event.Author.SYSTEM,
         )
         .order_by("-sequence_number")
-        .first()
+        .values_list("actions", flat=True)
     )
-    requests = ((state.actions or {}) if state else {}).get("approval_requests", [])
-    return list(requests)
+    for actions in rows.iterator():
+        if actions and ("approval_requests" in actions or WAITING_ACTION in actions):
+            return dict(actions)
+    return {}
+
+
+def resume_results(execution_id: Any) -> DeferredToolResults:
+    """What a resumed execution's run is given, read back from the database:
+    the decisions kept on its own pending calls, and its delegating calls
+    approved to run again (each continues its waiting child)."""
+    actions = _pause_actions(execution_id)
+    own = [r["tool_call_id"] for r in actions.get("approval_requests", [])]
+    kept = ApprovalDecision.objects.filter(
+        execution_id=execution_id, tool_call_id__in=own
+    )
+    results = deferred_results(
+        [
+            services.Decision(
+                tool_call_id=d.tool_call_id,
+                tool_name=d.tool_name,
+                args=d.args,
+                decision=d.decision,
+                message=d.message,
+                edited_args=d.edited_args,
+            )
+            for d in kept
+        ]
+    )
+    for waiting in actions.get(WAITING_ACTION, []):
+        # A workflow's waiting step has no call: the workflow resumes at it.
+        if waiting.get("tool_call_id"):
+            results.approvals[waiting["tool_call_id"]] = ToolApproved()
+    return results
 
 
 def _expired() -> TurnRejected:
@@ -192,6 +327,7 @@ def _decision(request: dict[str, Any], value: Any) -> services.Decision:
         decision=Choice.APPROVED if value["approved"] else Choice.DENIED,
         message=message or ("" if value["approved"] else DEFAULT_DENIAL),
         edited_args=edited,
+        execution_id=request.get("execution", ""),
     )
 
 
@@ -237,16 +373,18 @@ def deferred_results(decisions: list[services.Decision]) -> DeferredToolResults:
 
 def claim_expired(
     now: dt.datetime | None = None,
-) -> list[tuple[AgentExecution, Event, DeferredToolResults]]:
+) -> list[tuple[services.Resumed, DeferredToolResults]]:
     """Claims every paused turn whose deadline has passed, denying its calls as
-    expired; returns what the runner resumes.
+    expired (those of its delegated children too); returns what the runner resumes.
 
     The claim is `services.execution_resume`'s conditional update, so when
     several processes sweep at once each turn is claimed by one of them.
     """
     now = now or timezone.now()
     due = AgentExecution.objects.filter(
-        status=AgentExecution.Status.AWAITING_APPROVAL, approval_expires_at__lte=now
+        status=AgentExecution.Status.AWAITING_APPROVAL,
+        approval_expires_at__lte=now,
+        parent__isnull=True,
     ).values_list("pk", flat=True)
     claimed = []
     for execution_id in list(due):
@@ -257,11 +395,12 @@ def claim_expired(
                 args=r.get("args"),
                 decision=Choice.EXPIRED,
                 message=APPROVAL_EXPIRED,
+                execution_id=r["execution"],
             )
-            for r in _requests_of(execution_id)
+            for r in _tree_requests(execution_id)
         ]
         try:
-            execution, event = services.execution_resume(
+            resumed = services.execution_resume(
                 execution_id,
                 decided_by=None,
                 decisions=decisions,
@@ -272,10 +411,7 @@ def claim_expired(
             # Decided, abandoned or claimed by another process meanwhile, or a
             # new turn of the session is running (it abandons this one).
             continue
-        results = DeferredToolResults(
-            approvals={d.tool_call_id: ToolDenied(APPROVAL_EXPIRED) for d in decisions}
-        )
-        claimed.append((execution, event, results))
+        claimed.append((resumed, resume_results(execution_id)))
     return claimed
 
 

@@ -9,7 +9,12 @@ Public surface:
                                   `ToolFailed` (refused, failed or cancelled)
     run_child(parent, target_id, prompt, *, step=None, tool_call=None)
                                   opens, runs and settles one child execution
-    run_workflow(tree, context)   a workflow agent's steps, in order
+    resume_child(parent, child_id)
+                                  continues a child that paused for approval,
+                                  once the turn's decision set it running again
+    run_workflow(tree, user_input, steps, *, waiting=None)
+                                  a workflow agent's steps, in order (from the
+                                  step that paused, when resuming)
     WorkflowOutcome
 
 How a child runs. Its row is stored `running` with `parent`, `root` and
@@ -30,25 +35,36 @@ delegating agent's owner and active, the child is no deeper than
 `AGENTRY_MAX_DELEGATION_DEPTH`, and the target is not already in the chain
 above (a cycle). A refusal is a failed tool result (a failed step for a
 workflow), never a crash of the parent.
+
+Approvals inside the tree. A child whose tool needs approval pauses
+(`awaiting_approval`, its messages stored) and its delegating call defers
+with `ApprovalRequired`, naming the child (`approvals.WAITING_ON`), so the
+parent's run pauses too, up to the root; a workflow pauses at its step. The
+decision resumes the root; its delegating call, approved, runs again and
+finds its child waiting (`resume_child`), which continues from its stored
+messages with its decisions; its answer is then the call's result as if it
+had never paused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from pydantic_ai import RunContext, ToolFailed
+from pydantic_ai import ModelMessagesTypeAdapter, RunContext, ToolFailed
+from pydantic_ai.exceptions import ApprovalRequired
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from agents.delegation import render_step_prompt
 from agents.selectors import delegation_target
-from sessions_app import broadcast, services
-from sessions_app.context import TurnContext
+from sessions_app import approvals, broadcast, services
+from sessions_app.context import TurnContext, config_at
 from sessions_app.db import run_db
 from sessions_app.frames import event_frame, execution_frame
 from sessions_app.lifecycle import LiveTurn, live_turns
@@ -60,6 +76,12 @@ Status = AgentExecution.Status
 
 class DelegationRefused(Exception):
     """The target may not run here (hidden, inactive, too deep, or a cycle)."""
+
+
+UNAVAILABLE = (
+    "That agent is not available: it is inactive, gone, or no longer "
+    "visible to this agent's owner."
+)
 
 
 @dataclass
@@ -119,7 +141,8 @@ class Tree:
 @dataclass
 class _Opened:
     execution: AgentExecution
-    event: Event
+    #: The child's first event (None for a child reopened to resume).
+    event: Event | None
     context: TurnContext
     agent_id: str
     owner_id: Any
@@ -146,10 +169,7 @@ def _open_child(
         )
     target = delegation_target(owner_id=parent.owner_id, agent_id=target_id)
     if target is None:
-        raise DelegationRefused(
-            "That agent is not available: it is inactive, gone, or no longer "
-            "visible to this agent's owner."
-        )
+        raise DelegationRefused(UNAVAILABLE)
     session = (
         AgentExecution.objects.select_related("session", "user")
         .get(pk=parent.execution_id)
@@ -215,14 +235,71 @@ async def run_child(
 ) -> AgentExecution:
     """Runs `prompt` on the agent `target_id` as a child of `parent`; returns
     the finished child. Raises DelegationRefused (nothing stored)."""
-    from sessions_app import runner
-
     placement: dict[str, Any] = {}
     if step is not None:
         placement["step"] = step
     if tool_call is not None:
         placement["tool_call_id"], placement["tool_name"] = tool_call
     opened = await run_db(_open_child, parent, target_id, prompt, placement)
+    return await _run_opened(parent, opened)
+
+
+async def resume_child(parent: Tree, child_id: str) -> AgentExecution:
+    """Continues a child of `parent` that paused for approval, once the
+    turn's decision has set it running again; returns it finished (or
+    paused again). Raises DelegationRefused when its agent may no longer run
+    here (the child then ends failed)."""
+    opened, results = await run_db(_reopen_child, parent, child_id)
+    return await _run_opened(parent, opened, resume=results)
+
+
+def _reopen_child(parent: Tree, child_id: str) -> tuple[_Opened, Any]:
+    """The stored state a paused child continues from, and its decisions."""
+    child = AgentExecution.objects.select_related("agent", "session", "user").get(
+        pk=child_id, parent_id=uuid.UUID(parent.execution_id)
+    )
+    if child.status != Status.RUNNING:
+        raise DelegationRefused(
+            f"The delegated agent's run is {child.status}; it cannot go on."
+        )
+    if delegation_target(owner_id=parent.owner_id, agent_id=child.agent_id) is None:
+        services.execution_finish(
+            child.pk,
+            status=Status.FAILED,
+            error_code="delegation_refused",
+            error_message=UNAVAILABLE,
+            events=[
+                replace(
+                    services.error_event("delegation_refused", UNAVAILABLE),
+                    turn_complete=False,
+                )
+            ],
+        )
+        raise DelegationRefused(UNAVAILABLE)
+    own = list(child.messages or [])
+    context = TurnContext(
+        config=config_at(child.agent, child.agent_version),
+        state=dict(child.session.state or {}),
+        user_id=child.user_id,
+        agent_id=child.agent_id,
+        owner_id=child.agent.owner_id,
+        user_role=child.user.tool_role,
+        # Fresh history, as when it began: its own messages only.
+        history=ModelMessagesTypeAdapter.validate_python(own),
+        prompt=None,
+        own_messages=own,
+        own_usage=dict(child.usage or {}),
+    )
+    opened = _Opened(child, None, context, str(child.agent_id), child.agent.owner_id)
+    return opened, approvals.resume_results(child.pk)
+
+
+async def _run_opened(
+    parent: Tree, opened: _Opened, *, resume: Any = None
+) -> AgentExecution:
+    """Runs an opened (or reopened) child inside its parent's run."""
+    from sessions_app import runner
+
     child = opened.execution
     # The root's token: a cancel (or shutdown) of the turn reaches every child.
     live = LiveTurn(str(child.pk), parent.session_id, token=parent.live.token)
@@ -238,10 +315,11 @@ async def run_child(
         usage_before=usage_of(parent.usage),
     )
     try:
-        await broadcast.publish(
-            parent.session_id, execution_frame(child), event_frame(opened.event)
-        )
-        return await runner.run_child(tree, child, opened.context)
+        if opened.event is not None:
+            await broadcast.publish(
+                parent.session_id, execution_frame(child), event_frame(opened.event)
+            )
+        return await runner.run_child(tree, child, opened.context, resume)
     except asyncio.CancelledError:
         # The parent's run was torn down under the child: it ends with it.
         await asyncio.shield(runner.end_child(tree))
@@ -266,9 +344,26 @@ async def run_delegated(ctx: RunContext[Any], target_id: str, task: str) -> str:
         # The call's event comes first in the log: the child's hang under it.
         await tree.stream.call_stored(ctx.tool_call_id)
     try:
-        child = await run_child(tree, target_id, task, tool_call=tool_call)
+        waiting = (
+            await run_db(_waiting_child, tree.execution_id, tool_call[0])
+            if ctx.tool_call_approved
+            else None
+        )
+        if waiting is not None:
+            child = await resume_child(tree, waiting)
+        else:
+            child = await run_child(tree, target_id, task, tool_call=tool_call)
     except DelegationRefused as exc:
         raise ToolFailed(str(exc)) from None
+    if child.status == Status.AWAITING_APPROVAL:
+        # The parent pauses with its child; the decision runs this call again.
+        entry = approvals.waiting_entry(child)
+        raise ApprovalRequired(
+            metadata={
+                approvals.WAITING_ON: entry["execution"],
+                "expires_at": entry["expires_at"],
+            }
+        )
     if child.status == Status.SUCCEEDED:
         return _output_text(child.output)
     raise ToolFailed(
@@ -277,27 +372,58 @@ async def run_delegated(ctx: RunContext[Any], target_id: str, task: str) -> str:
     )
 
 
+def _waiting_child(execution_id: str, tool_call_id: str) -> str | None:
+    """The child a paused run's delegating call waits on, if any."""
+    for entry in approvals.waiting_on(execution_id):
+        if entry.get("tool_call_id") == tool_call_id:
+            return str(entry["execution"])
+    return None
+
+
 @dataclass
 class WorkflowOutcome:
     output: str = ""
     error: tuple[str, str] | None = None
+    #: The step waiting for approval: `{step, execution, expires_at}`.
+    paused: dict[str, Any] | None = None
 
 
 async def run_workflow(
-    tree: Tree, user_input: str, steps: list[dict[str, Any]]
+    tree: Tree,
+    user_input: str,
+    steps: list[dict[str, Any]],
+    *,
+    waiting: dict[str, Any] | None = None,
 ) -> WorkflowOutcome:
     """Runs the steps in order; the last one's output is the workflow's.
-    A failing (or refused) step ends the workflow with its error."""
+    A failing (or refused) step ends the workflow with its error; a step
+    waiting for approval pauses it. `waiting` is that step, when the decision
+    resumes the workflow: it continues, then the later steps run."""
     previous = user_input
-    for step in steps:
+    names = [step["name"] for step in steps]
+    if waiting and waiting.get("step") not in names:
+        return WorkflowOutcome(
+            error=("delegation_refused", "The step that paused is no longer there.")
+        )
+    resume_at = names.index(waiting["step"]) if waiting else 0
+    for index, step in enumerate(steps[resume_at:], start=resume_at):
         prompt = render_step_prompt(
             step.get("prompt") or "{previous}", user_input=user_input, previous=previous
         )
         try:
-            child = await run_child(tree, str(step["agent"]), prompt, step=step["name"])
+            if waiting and index == resume_at:
+                child = await resume_child(tree, str(waiting["execution"]))
+            else:
+                child = await run_child(
+                    tree, str(step["agent"]), prompt, step=step["name"]
+                )
         except DelegationRefused as exc:
             return WorkflowOutcome(
                 error=("delegation_refused", f"Step {step['name']!r}: {exc}")
+            )
+        if child.status == Status.AWAITING_APPROVAL:
+            return WorkflowOutcome(
+                paused=approvals.waiting_entry(child, step=step["name"])
             )
         if child.status != Status.SUCCEEDED:
             return WorkflowOutcome(

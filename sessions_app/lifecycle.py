@@ -198,8 +198,8 @@ async def expire_approvals(now: dt.datetime | None = None) -> int:
     from sessions_app import approvals, runner
 
     claimed = await run_db_on(_housekeeping, approvals.claim_expired, now)
-    for execution, event, results in claimed:
-        submission = await runner.resume_claimed(execution, event, results)
+    for resumed, results in claimed:
+        submission = await runner.resume_claimed(resumed, results)
         if submission.task is not None:
             _background.add(submission.task)
             submission.task.add_done_callback(_background.discard)

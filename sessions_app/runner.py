@@ -13,11 +13,12 @@ Public surface:
                                 the turn inside a transaction of its own
     cancel_turn(session_id)     cancels the running turn wherever it runs
     submit_approval(...)        decisions on a paused turn's tool calls; resumes it
-    resume_claimed(...)         runs on a paused turn its decision or expiry claimed
+    resume_claimed(resumed, results)
+                                runs on a paused turn its decision or expiry claimed
     take_over(execution)        continues a dead process's turn that the sweep claimed
-    run_child(tree, execution, context)
-                                runs a delegated child execution inside its parent's
-                                run (`delegation` opens and places it)
+    run_child(tree, execution, context, resume=None)
+                                runs (or resumes) a delegated child execution inside
+                                its parent's run (`delegation` opens and places it)
     end_child(tree)             ends a child whose parent's run was torn down under it
     wait_for_execution(sub)     the execution once it has finished
     run_to_completion(request)  submit_turn, then wait_for_execution
@@ -387,9 +388,12 @@ async def submit_approval(
 ) -> Submission:
     """Keeps the user's decisions on a paused turn's tool calls and resumes it.
 
-    `via` says where the decision came from (`ApprovalDecision.Via`). Raises
-    TurnRejected for bad decisions (the turn stays paused), a turn no longer
-    paused, or one whose approval expired.
+    `execution_id` is the turn's root or any paused execution of its tree (a
+    delegated child waiting for approval); the decisions answer the pending
+    calls of the whole tree, which resumes from its root. `via` says where
+    the decision came from (`ApprovalDecision.Via`). Raises TurnRejected for
+    bad decisions (the turn stays paused), a turn no longer paused, or one
+    whose approval expired.
     """
     ensure_supervisor()
     execution, pending = await run_db(
@@ -398,7 +402,7 @@ async def submit_approval(
     decided = approvals.parse_decisions(pending, decisions)
     await run_db(_ensure_agent_answers, execution)
     try:
-        execution, event = await run_db(
+        resumed = await run_db(
             services.execution_resume,
             execution.pk,
             decided_by=user_id,
@@ -422,16 +426,22 @@ async def submit_approval(
         raise TurnRejected(
             "session_busy", "Another turn of this session is running.", 409
         ) from None
-    return await resume_claimed(execution, event, approvals.deferred_results(decided))
+    results = await run_db(approvals.resume_results, resumed.execution.pk)
+    return await resume_claimed(resumed, results)
 
 
 async def resume_claimed(
-    execution: AgentExecution, event: Event, results: DeferredToolResults
+    resumed: services.Resumed, results: DeferredToolResults
 ) -> Submission:
-    """Runs on a paused turn that a decision (or its expiry) has just claimed."""
+    """Runs on a paused turn that a decision (or its expiry) has just claimed;
+    its paused children continue as their delegating calls run again."""
+    execution = resumed.execution
     live = track(execution)
     await broadcast.publish(
-        live.session_id, event_frame(event), execution_frame(execution)
+        live.session_id,
+        *(event_frame(e) for e in resumed.events),
+        *(execution_frame(member) for member in resumed.members),
+        execution_frame(execution),
     )
     if dispatch.task_mode():
         return await _hand_to_worker(live, execution, results)
@@ -598,7 +608,9 @@ async def _run(
             tree = delegation.Tree.root_of(live, execution, context, run_limits)
         tree.stream = stream
         if context.config.get("kind") == "workflow":
-            return await _run_workflow(live, execution, context, tree)
+            return await _run_workflow(
+                live, execution, context, tree, resuming=resume is not None
+            )
         agent, deps = _build(live, context, tree)
         stream.already_stored(context.stored_tool_calls, context.stored_tool_results)
         async with agent.run_stream_events(
@@ -635,11 +647,17 @@ async def _run(
 
 
 async def run_child(
-    tree: delegation.Tree, execution: AgentExecution, context: TurnContext
+    tree: delegation.Tree,
+    execution: AgentExecution,
+    context: TurnContext,
+    resume: DeferredToolResults | None = None,
 ) -> AgentExecution:
-    """Runs a child execution opened by `delegation.run_child` to its end."""
+    """Runs a child execution opened by `delegation.run_child` to its end (or
+    its pause), or continues one `delegation.resume_child` reopened."""
     return await observed_turn(
-        tree.live, execution, _run(tree.live, execution, context=context, tree=tree)
+        tree.live,
+        execution,
+        _run(tree.live, execution, resume, context=context, tree=tree),
     )
 
 
@@ -666,11 +684,18 @@ async def _run_workflow(
     execution: AgentExecution,
     context: TurnContext,
     tree: delegation.Tree,
+    *,
+    resuming: bool = False,
 ) -> AgentExecution:
     """A workflow agent's turn: its steps run in order as child executions;
-    the last step's output is the turn's answer, a failed step its error."""
+    the last step's output is the turn's answer, a failed step its error.
+    A step waiting for approval pauses the workflow; resumed, it goes on
+    from that step."""
     steps = (context.config.get("workflow") or {}).get("steps") or []
-    outcome = await delegation.run_workflow(tree, execution.input, steps)
+    waiting = await run_db(approvals.waiting_on, live.execution_id) if resuming else []
+    outcome = await delegation.run_workflow(
+        tree, execution.input, steps, waiting=waiting[0] if waiting else None
+    )
     usage = add_usage(context.own_usage, tree.own_usage(tree.usage))
     if live.token.cancelled:
         status, code, message = classify_cancel(live.reason)
@@ -678,6 +703,22 @@ async def _run_workflow(
     if outcome.error is not None:
         return await _finish(
             live, status=Status.FAILED, usage=usage, error=outcome.error
+        )
+    if outcome.paused is not None:
+        step = outcome.paused
+        return await _store_pause(
+            live,
+            [
+                services.EventSpec(
+                    author=Event.Author.SYSTEM,
+                    kind=Event.Kind.STATE,
+                    content=f"Waiting for approval in step {step['step']!r}.",
+                    actions={approvals.WAITING_ACTION: [step]},
+                )
+            ],
+            usage=usage,
+            messages=None,
+            deadline=approvals.deadline_of(step),
         )
     return await _finish(
         live,
@@ -760,20 +801,6 @@ async def _settle(
     usage = add_usage(context.own_usage, tree.own_usage(result.usage))
     await stream.flush()
     text = stream.take_segment()
-    if isinstance(output, DeferredToolRequests) and not tree.is_root:
-        return await _finish(
-            live,
-            status=Status.FAILED,
-            usage=usage,
-            messages=messages,
-            error=(
-                "approval_unsupported",
-                "A delegated agent's tool needs approval, which only the turn's "
-                "own agent may ask for.",
-            ),
-            partial_text=text,
-            closes_turn=False,
-        )
     if isinstance(output, DeferredToolRequests):
         return await _pause_for_approval(live, output, text, usage, messages)
     if isinstance(output, str):
@@ -846,21 +873,48 @@ async def _pause_for_approval(
     usage: dict[str, int],
     messages: list[Any],
 ) -> AgentExecution:
-    """Stores the calls that wait for a human and pauses the turn until they
-    are decided or their deadline passes."""
-    pending, deadline = approvals.approval_requests(requests)
-    names = ", ".join(sorted({p["tool_name"] for p in pending})) or "a tool"
+    """Stores the calls that wait for a human and pauses the run until they
+    are decided or their deadline passes.
+
+    A run whose delegating call waits on a child paused for approval pauses
+    with it: its `state` event names the children it waits on
+    (`actions.waiting_on`) rather than requests of its own."""
+    pause = approvals.pause_of(requests)
     specs = []
     if text:
         specs.append(services.EventSpec(author=Event.Author.AGENT, content=text))
+    actions: dict[str, Any] = {}
+    if pause.pending or not pause.waiting_on:
+        names = ", ".join(sorted({p["tool_name"] for p in pause.pending}))
+        content = f"Waiting for approval to run {names or 'a tool'}."
+        actions["approval_requests"] = pause.pending
+    else:
+        names = ", ".join(sorted({w["tool_name"] for w in pause.waiting_on}))
+        content = f"Waiting for approval of a call made inside {names}."
+    if pause.waiting_on:
+        actions[approvals.WAITING_ACTION] = pause.waiting_on
     specs.append(
         services.EventSpec(
             author=Event.Author.SYSTEM,
             kind=Event.Kind.STATE,
-            content=f"Waiting for approval to run {names}.",
-            actions={"approval_requests": pending},
+            content=content,
+            actions=actions,
         )
     )
+    return await _store_pause(
+        live, specs, usage=usage, messages=messages, deadline=pause.deadline
+    )
+
+
+async def _store_pause(
+    live: LiveTurn,
+    specs: list[services.EventSpec],
+    *,
+    usage: dict[str, int],
+    messages: list[Any] | None,
+    deadline: Any,
+) -> AgentExecution:
+    """Pauses the execution with its `state` event until `deadline`."""
     execution, events = await run_db(
         services.execution_finish,
         live.execution_id,

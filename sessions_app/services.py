@@ -10,8 +10,10 @@ async code):
     turn_open(...)                          the user's event and its execution, atomically
     execution_promote(execution_id)         queued -> running when the session is free
     execution_finish(...)                   final status, output, usage, messages, and its events
-    Decision, execution_resume(...)         approval decisions kept, the turn running again
-                                            (a person before the deadline, the sweep after)
+    Decision, Resumed, execution_resume(...)
+                                            approval decisions kept, the turn running again
+                                            (a person before the deadline, the sweep after),
+                                            with every paused execution of its tree
     executions_abandon_approvals(session)   pending approvals ended by a new message
     execution_heartbeat(held)               extends the lease of running executions
     LeaseLost, execution_hold(id, fence)    the fence of a leased turn's writes
@@ -519,6 +521,9 @@ class Decision:
     decision: str
     message: str = ""
     edited_args: dict[str, Any] | None = None
+    #: The paused execution whose call it is (a delegated child's, or "" for
+    #: the execution the decision resumes).
+    execution_id: str = ""
 
     @property
     def approved(self) -> bool:
@@ -534,6 +539,18 @@ class Decision:
         return action
 
 
+@dataclass
+class Resumed:
+    """A paused turn a decision claimed: its root execution and the paused
+    executions below it (delegated children), all running again, and the
+    `state` events that keep the decisions, one per execution whose calls
+    they answer."""
+
+    execution: AgentExecution
+    members: list[AgentExecution]
+    events: list[Event]
+
+
 def execution_resume(
     execution_id: Any,
     *,
@@ -542,15 +559,18 @@ def execution_resume(
     via: str,
     now: dt.datetime | None = None,
     paused_until: dt.datetime | None = None,
-) -> tuple[AgentExecution, Event]:
+) -> Resumed:
     """Keeps the decisions on a paused turn's calls and sets it running again.
 
-    One conditional UPDATE claims the turn, so of two deciders (a person and
-    the expiry sweep, or two processes' sweeps) exactly one resumes it. A
-    person (`decided_by`, the session's user) decides only before the
-    deadline; the sweep (`decided_by=None`) only after it. `paused_until` is
-    the deadline read with the pending calls the decisions answer: a later
-    pause of the same turn (other calls) is not claimed by them.
+    `execution_id` is the turn's root. One conditional UPDATE claims it, so of
+    two deciders (a person and the expiry sweep, or two processes' sweeps)
+    exactly one resumes it; the executions of its tree that wait with it (a
+    delegated child whose tool needs approval, and every level in between)
+    run again in the same transaction. A person (`decided_by`, the session's
+    user) decides only before the deadline; the sweep (`decided_by=None`)
+    only after it. `paused_until` is the deadline read with the pending calls
+    the decisions answer: a later pause of the same turn (other calls) is not
+    claimed by them.
 
     Raises NotAwaitingApproval, ApprovalExpired, or SessionBusy when another
     turn of the session runs meanwhile.
@@ -584,9 +604,10 @@ def execution_resume(
                     raise ApprovalExpired
                 raise NotAwaitingApproval
             execution = AgentExecution.objects.get(pk=execution_id)
+            members = _resume_members(execution, now)
             ApprovalDecision.objects.bulk_create(
                 ApprovalDecision(
-                    execution_id=execution.pk,
+                    execution_id=d.execution_id or execution.pk,
                     tool_call_id=d.tool_call_id,
                     tool_name=d.tool_name,
                     args=clean_json(d.args),
@@ -599,42 +620,73 @@ def execution_resume(
                 )
                 for d in decisions
             )
-            approved = sum(d.approved for d in decisions)
-            summary = (
-                f"Approved {approved}, denied {len(decisions) - approved} tool call(s)."
-                if decided_by is not None
-                else f"{len(decisions)} tool call(s) expired unanswered and were denied."
-            )
-            event = event_append(
-                execution.session_id,
-                EventSpec(
-                    author=(
-                        Event.Author.USER
-                        if decided_by is not None
-                        else Event.Author.SYSTEM
-                    ),
-                    kind=Event.Kind.STATE,
-                    content=summary,
-                    actions={
-                        "approvals": {d.tool_call_id: d.as_action() for d in decisions}
-                    },
-                ),
-                execution_id=execution.pk,
-            )
+            events = []
+            for holder in [*members, execution]:
+                own = [
+                    d
+                    for d in decisions
+                    if (d.execution_id or str(execution.pk)) == str(holder.pk)
+                ]
+                if own or (holder is execution and not members):
+                    events.append(
+                        event_append(
+                            execution.session_id,
+                            _decision_event(own, decided_by),
+                            execution_id=holder.pk,
+                        )
+                    )
     except IntegrityError:
         raise SessionBusy from None
-    return execution, event
+    return Resumed(execution, members, events)
+
+
+def _resume_members(root: AgentExecution, now: dt.datetime) -> list[AgentExecution]:
+    """The executions below a claimed root that paused with it, running
+    again (deepest first, as they paused)."""
+    waiting = AgentExecution.objects.filter(
+        root_id=root.pk, status=Status.AWAITING_APPROVAL
+    ).exclude(pk=root.pk)
+    ids = list(waiting.order_by("-depth", "created_at").values_list("pk", flat=True))
+    if not ids:
+        return []
+    AgentExecution.objects.filter(pk__in=ids).update(
+        status=Status.RUNNING, heartbeat_at=now, approval_expires_at=None
+    )
+    found = AgentExecution.objects.in_bulk(ids)
+    return [found[pk] for pk in ids]
+
+
+def _decision_event(decisions: Sequence[Decision], decided_by: Any) -> EventSpec:
+    approved = sum(d.approved for d in decisions)
+    summary = (
+        f"Approved {approved}, denied {len(decisions) - approved} tool call(s)."
+        if decided_by is not None
+        else f"{len(decisions)} tool call(s) expired unanswered and were denied."
+    )
+    return EventSpec(
+        author=Event.Author.USER if decided_by is not None else Event.Author.SYSTEM,
+        kind=Event.Kind.STATE,
+        content=summary,
+        actions={"approvals": {d.tool_call_id: d.as_action() for d in decisions}},
+    )
 
 
 def executions_abandon_approvals(
     session_id: Any,
 ) -> list[tuple[AgentExecution, list[Event]]]:
     """Ends turns of the session still waiting for approval: a new message moves
-    the conversation on, and their pending calls are closed out as unanswered."""
+    the conversation on, and their pending calls are closed out as unanswered.
+
+    A paused tree ends at every level, its delegated children before their
+    parents; only the root's error event completes the turn."""
     abandoned = []
-    pending = AgentExecution.objects.filter(
-        session_id=session_id, status=Status.AWAITING_APPROVAL
-    ).values_list("pk", flat=True)
+    pending = (
+        AgentExecution.objects.filter(
+            session_id=session_id, status=Status.AWAITING_APPROVAL
+        )
+        .order_by("-depth", "created_at")
+        .values_list("pk", flat=True)
+    )
     for execution_id in pending:
         with transaction.atomic():
             execution = AgentExecution.objects.select_for_update().get(pk=execution_id)
@@ -649,11 +701,9 @@ def executions_abandon_approvals(
             execution.error_message = message
             execution.finished_at = timezone.now()
             execution.save()
-            events = events_append(
-                session_id,
-                [error_event("approval_abandoned", message)],
-                execution_id=execution.pk,
-            )
+            closing = error_event("approval_abandoned", message)
+            closing.turn_complete = execution.parent_id is None
+            events = events_append(session_id, [closing], execution_id=execution.pk)
         abandoned.append((execution, events))
     return abandoned
 

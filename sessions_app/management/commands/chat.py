@@ -205,7 +205,8 @@ class TerminalChat:
 
     async def decide(self) -> dict[str, bool]:
         decisions = {}
-        for call in self.pending:
+        pending, self.pending = self.pending, []
+        for call in pending:
             args = json.dumps(call.get("args"), ensure_ascii=False)
             question = f"  approve {call['tool_name']}({args})? [y/N] "
             if self.approve == "ask":
@@ -262,7 +263,9 @@ class TerminalChat:
             self.write(f"  [{mark}] {text[:200]}{'…' if len(text) > 200 else ''}\n")
             return False
         if event["kind"] == "state" and "approval_requests" in event["actions"]:
-            self.pending = event["actions"]["approval_requests"]
+            # Each paused level of a delegation tree lists its own calls (shown
+            # in its nested block); the turn's decision answers them all.
+            self.pending += event["actions"]["approval_requests"]
             self.write(
                 f"{chr(10) if streaming else ''}  [waiting] {event['content']}\n"
             )
