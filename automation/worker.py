@@ -3,10 +3,11 @@
 The backport's own `db_worker` runs one task at a time, which would let one
 worker answer one turn at a time. Turns wait on models and tools, not on the
 CPU, so this worker runs up to `AGENTRY_WORKER_CONCURRENCY` tasks at once on
-one asyncio loop, the way a web process runs its inline turns. It claims rows
-of the backport's database backend (`django_tasks_db.DBTaskResult`) with
-`SELECT ... FOR UPDATE SKIP LOCKED` (an exclusive transaction on SQLite), so
-any number of workers share one queue and each task runs once.
+one asyncio loop, the way a web process runs its inline turns, whichever task
+backend carries the queue (`AGENTRY_TASK_BACKEND`): every task runs through
+`_run_one`, and only taking tasks off the queue and recording their ends
+differ, in the backend's claim strategy (`automation.claims`). Any number of
+workers share one queue and each task runs once.
 
 It also runs the process housekeeping every turn-running process runs
 (`sessions_app.lifecycle`: heartbeats, sweeps, cancels from other processes)
@@ -26,12 +27,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.db.utils import OperationalError
-from django_tasks_db.backend import DatabaseBackend
-from django_tasks_db.compat import task_backends
-from django_tasks_db.models import DBTaskResult
-from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+from django.db import connections
 
+from automation.claims import Claims, claims_for
 from sessions_app import lifecycle
 from sessions_app.db import run_db, run_db_on
 
@@ -66,10 +64,8 @@ class Worker:
         )
 
     async def run(self) -> None:
-        if not isinstance(task_backends[self.backend_name], DatabaseBackend):
-            raise SystemExit(
-                f"The task backend {self.backend_name!r} is not the database backend."
-            )
+        strategy = claims_for(self.backend_name, self.queue_names, self.worker_id)
+        await run_db_on(self.claims, strategy.start)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -92,7 +88,7 @@ class Worker:
         if self.on_ready is not None:
             self.on_ready(ready)
         try:
-            await self._claim_forever()
+            await self._claim_forever(strategy)
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -101,18 +97,21 @@ class Worker:
             for task in list(self.running):
                 task.cancel()
             await asyncio.gather(*self.running, return_exceptions=True)
+            await run_db_on(self.claims, strategy.stop)
+            await run_db_on(self.claims, connections.close_all)
+            self.claims.shutdown()
 
-    async def _claim_forever(self) -> None:
+    async def _claim_forever(self, strategy: Claims) -> None:
         while not self.stopping.is_set():
             free = self.concurrency - len(self.running)
-            claimed: list[DBTaskResult] = []
-            if free > 0:
-                try:
-                    claimed = await run_db_on(self.claims, self._claim, free)
-                except Exception:
-                    logger.warning("claiming tasks failed", exc_info=True)
-            for row in claimed:
-                task = asyncio.create_task(self._run_one(row))
+            claimed: list[Any] = []
+            try:
+                # Called with 0 free slots too: the strategy's upkeep runs there.
+                claimed = await run_db_on(self.claims, strategy.claim, free)
+            except Exception:
+                logger.warning("claiming tasks failed", exc_info=True)
+            for one in claimed:
+                task = asyncio.create_task(self._run_one(strategy, one))
                 self.running.add(task)
                 task.add_done_callback(self._done)
             if claimed and len(claimed) == free:
@@ -135,30 +134,14 @@ class Worker:
         self.running.discard(task)
         self.slot_freed.set()
 
-    def _claim(self, limit: int) -> list[DBTaskResult]:
-        ready = DBTaskResult.objects.ready().filter(
-            backend_name=self.backend_name, queue_name__in=self.queue_names
-        )
+    async def _run_one(self, strategy: Claims, claimed: Any) -> None:
         try:
-            with exclusive_transaction(ready.db):
-                rows = list(ready.select_for_update(skip_locked=True)[:limit])
-                for row in rows:
-                    row.claim(self.worker_id)
-        except OperationalError as exc:
-            if is_locked_database_exception(exc):
-                return []
-            raise
-        return rows
-
-    async def _run_one(self, row: DBTaskResult) -> None:
-        try:
-            task = row.task
-            args = row.args_kwargs
-            value = await task.acall(*args["args"], **args["kwargs"])
+            task, args, kwargs = strategy.load(claimed)
+            value = await task.acall(*args, **kwargs)
         except BaseException as exc:
-            logger.warning("task %s (%s) failed", row.pk, row.task_path, exc_info=True)
-            await asyncio.shield(run_db(row.set_failed, exc))
+            logger.warning("task %s failed", strategy.describe(claimed), exc_info=True)
+            await asyncio.shield(run_db(strategy.failed, claimed, exc))
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 raise
         else:
-            await run_db(row.set_successful, value)
+            await run_db(strategy.succeeded, claimed, value)

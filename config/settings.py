@@ -372,7 +372,24 @@ if AGENTRY_TURN_EXECUTION not in ("inline", "task"):
 AGENTRY_WORKER_CONCURRENCY = env.int("AGENTRY_WORKER_CONCURRENCY", default=50)
 # A failed webhook delivery is tried again after base * 2**(attempt - 1) s.
 AGENTRY_WEBHOOK_RETRY_BASE = env.float("AGENTRY_WEBHOOK_RETRY_BASE", default=10.0)
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Which queue carries the tasks: `database` (the backport's database backend,
+# no broker) or `rq` (django-tasks-rq on REDIS_URL, for a queue that outgrows
+# the database). `manage.py worker` runs either (automation.claims).
+AGENTRY_TASK_BACKEND = env.str("AGENTRY_TASK_BACKEND", default="database")
+if AGENTRY_TASK_BACKEND == "database":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+elif AGENTRY_TASK_BACKEND == "rq":
+    if not REDIS_URL:
+        raise ImproperlyConfigured(
+            "AGENTRY_TASK_BACKEND=rq keeps its queue in Redis: set REDIS_URL."
+        )
+    INSTALLED_APPS.append("django_rq")
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend"}}
+    # RQ's keys (`rq:*`) share REDIS_URL's database with the cache and the
+    # channel layer, whose keys carry the `agentry` prefix.
+    RQ_QUEUES = {"default": {"URL": REDIS_URL}}
+else:
+    raise ImproperlyConfigured("AGENTRY_TASK_BACKEND must be `database` or `rq`.")
 # The offline model's pause between streamed words: readable in a browser,
 # none under tests.
 AGENTRY_OFFLINE_WORD_DELAY = env.float(
