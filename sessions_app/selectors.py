@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from core.text import is_uuid
@@ -64,7 +64,11 @@ def events_after(
 
 
 def events_of_execution(execution_id: Any) -> QuerySet[Event]:
-    return Event.objects.filter(execution_id=execution_id).order_by("sequence_number")
+    """The turn's events: a root's include its delegated children's (a child
+    waiting for approval stores the request the answer must show)."""
+    return Event.objects.filter(
+        Q(execution_id=execution_id) | Q(execution__root_id=execution_id)
+    ).order_by("sequence_number")
 
 
 def attachments_for_turn(
