@@ -255,9 +255,26 @@ def listing_install(*, listing: Listing, user: User) -> Agent:
     Header values are left empty for `user` to fill in: whatever the listing
     holds (a mask, or a value published before listings were masked) is not
     `user`'s to send.
+
+    The copy hands work only to agents `user` may use: its delegate tools'
+    targets and workflow steps are checked for the new owner as a save
+    checks them.
+
+    Raises:
+        AgentConfigError: a target is one `user` cannot see (the publisher's
+            private agent, say) or no longer active; nothing is created.
     """
+    from agents.delegation import check_targets
+
     snapshot = secrets.agent_config_blank(listing.config)
     fields = {k: snapshot[k] for k in CONFIG_FIELDS if k in snapshot}
+    check_targets(
+        owner=user,
+        agent_id=None,
+        kind=fields.get("kind") or Agent.Kind.DYNAMIC,
+        tools=snapshot.get("tools", []),
+        workflow=fields.get("workflow"),
+    )
     fields["name"] = snapshot.get("name") or listing.title
     fields["description"] = snapshot.get("description", listing.description)
     fields["visibility"] = Agent.Visibility.PRIVATE

@@ -211,9 +211,16 @@ class ListingViewSet(
                 raise ValidationError(
                     {"tools": [f"This listing cannot be installed here: {exc}"]}
                 ) from None
-        agent = services.listing_install(
-            listing=listing, user=authenticated_user(request)
-        )
+        try:
+            agent = services.listing_install(
+                listing=listing, user=authenticated_user(request)
+            )
+        except AgentConfigError as exc:
+            # A delegate tool or workflow step the installer may not use.
+            field = "workflow" if listing.config.get("workflow") else "tools"
+            raise ValidationError(
+                {field: [f"This listing cannot be installed here: {exc}"]}
+            ) from None
         agent = Agent.objects.prefetch_related("tools").get(pk=agent.pk)
         return Response(
             AgentSerializer(agent, context=self.get_serializer_context()).data,

@@ -130,3 +130,49 @@ def test_listings_cannot_be_edited(client, agent):
 @pytest.mark.parametrize("tags", ["one", [1, {"a": 1}], ["x" * 51]])
 def test_invalid_tags_are_400(client, agent, tags):
     assert_error(publish(client, agent, tags=tags), 400)
+
+
+def delegating_to(target, owner, **fields):
+    """A published agent of `owner` that hands work to `target`."""
+    source = AgentFactory(owner=owner, **fields)
+    source.tools.create(
+        tool="delegate",
+        config={"agent": str(target.pk), "name": "ask_helper", "description": ""},
+    )
+    return ListingFactory(publisher=owner, source_agent=source)
+
+
+def test_an_install_whose_delegate_target_the_installer_cannot_see_is_400(
+    client, other_user, user
+):
+    helper = AgentFactory(owner=other_user, visibility="private")
+    listing = delegating_to(helper, other_user)
+    before = Agent.objects.filter(owner=user).count()
+    error = assert_error(client.post(f"/api/marketplace/{listing.pk}/install/"), 400)
+    assert str(helper.pk) in error["details"]["tools"][0]
+    assert "cannot be installed here" in error["details"]["tools"][0]
+    assert Agent.objects.filter(owner=user).count() == before, "nothing created"
+    listing.refresh_from_db()
+    assert listing.install_count == 0
+
+    # Once the target is public (and active), the copy may use it.
+    helper.visibility = "public"
+    helper.save()
+    response = client.post(f"/api/marketplace/{listing.pk}/install/")
+    assert response.status_code == 201, response.content
+    assert response.json()["tools"][0]["config"]["agent"] == str(helper.pk)
+
+
+def test_an_install_whose_workflow_step_the_installer_cannot_see_is_400(
+    client, other_user
+):
+    step = AgentFactory(owner=other_user, visibility="private")
+    source = AgentFactory(
+        owner=other_user,
+        kind="workflow",
+        model="",
+        workflow={"steps": [{"name": "only", "agent": str(step.pk)}]},
+    )
+    listing = ListingFactory(publisher=other_user, source_agent=source)
+    error = assert_error(client.post(f"/api/marketplace/{listing.pk}/install/"), 400)
+    assert str(step.pk) in error["details"]["workflow"][0]
