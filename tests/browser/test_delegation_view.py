@@ -125,3 +125,61 @@ def test_a_child_nests_under_its_call_and_a_workflow_shows_its_steps(
     expect(page.locator("#log > .msg-agent .msg-body").last).to_have_text(
         "polished rough"
     )
+
+
+def test_a_childs_approval_shows_in_its_block_and_the_decision_resumes_the_turn(
+    chat_page, daphne_server, account
+):
+    page = chat_page
+    me = account.api.get("/api/auth/me").json()
+    written = daphne_server.workspaces / str(me["id"]) / "child.txt"
+    helper = create(
+        account,
+        name="Careful helper",
+        model=FAKE_MODEL,
+        # A plain user writes in their own workspace, not the shared repo.
+        tools=[
+            {
+                "tool": "write_file",
+                "config": {"scope": "workspace"},
+                "requires_approval": True,
+            }
+        ],
+    )
+    create(
+        account,
+        name="Manager",
+        model=FAKE_MODEL,
+        instructions="Delegate.",
+        tools=[
+            {
+                "tool": "delegate",
+                "config": {"agent": helper["id"], "name": "ask_helper"},
+            }
+        ],
+    )
+    open_chat(page, "Manager")
+    task = '[[call write_file {"path": "child.txt", "content": "yes"}]] save'
+    args = json.dumps({"task": task}).replace("[", "\\u005b").replace("]", "\\u005d")
+    send(page, f"[[call ask_helper {args}]] ask the helper")
+
+    block = page.locator("details.tool + details.delegation")
+    card = block.get_by_role("region", name="Approval needed")
+    expect(card).to_contain_text("write_file")
+    expect(card).to_contain_text('"path": "child.txt"')
+    assert not written.exists()
+    card.get_by_role("button", name="Approve").click()
+
+    expect(block.locator(".msg-agent")).to_contain_text("The tool said")
+    expect(page.locator("#log > .turn-meta")).to_contain_text("succeeded")
+    expect(page.locator("#log > .msg-agent").last).to_contain_text("The tool said")
+    assert written.read_text() == "yes"
+    expect(card).to_contain_text("Approved 1")
+    expect(card.get_by_role("button", name="Approve")).to_be_hidden()
+
+    page.reload()
+    card = page.locator("details.delegation").get_by_role(
+        "region", name="Approval needed"
+    )
+    expect(card).to_contain_text("Approved 1")
+    expect(card.get_by_role("button", name="Approve")).to_be_hidden()
