@@ -109,8 +109,12 @@ def context_of(
     """
     if config is None:
         config = config_at(agent, execution.agent_version)
+    # Turns' roots only: a delegated child's messages are its own conversation
+    # (its prompt is the task, not something the user said).
     previous = (
-        AgentExecution.objects.filter(session_id=session.pk, finished_at__isnull=False)
+        AgentExecution.objects.filter(
+            session_id=session.pk, finished_at__isnull=False, parent__isnull=True
+        )
         .exclude(pk=execution.pk)
         .order_by("-created_at")
         .values_list("messages", flat=True)

@@ -322,3 +322,23 @@ def test_the_seeded_agents_delegate_offline_and_chat_shows_the_nesting(user, set
     assert "  -> [plan] Research planner: Plan research for this question" in text
     assert "  -> [write] Research writer: Question: why is the sky blue?" in text
     assert "[succeeded," in text.splitlines()[-1]
+
+
+async def test_the_next_turns_history_holds_the_root_conversation_only(
+    fake_llm, user, agents, new_session, ws_connect
+):
+    helper = await agents()
+    boss = await agents(tools=[delegate(helper)])
+    session = await new_session(agent=boss)
+    ws = await ws_connect(user, session)
+    await ws.send(
+        {"type": "message", "content": call("ask_helper", "[[reply secret-task]]")}
+    )
+    await ws.until(root_ended)
+    await ws.send({"type": "message", "content": "[[reply done]] and now?"})
+    await ws.until(root_ended)
+    last = fake_llm.requests[-1]["messages"]
+    users = [m["content"] for m in last if m["role"] == "user"]
+    # The child's prompt was the child's conversation, not the user's.
+    assert len(users) == 2 and users[-1] == "[[reply done]] and now?"
+    assert "[[reply secret-task]]" not in users
