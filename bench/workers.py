@@ -3,18 +3,20 @@
 `python -m bench.workers [--backend postgres] [--size quick|full]`
 
 With `AGENTRY_TURN_EXECUTION=task` a daphne process stores each turn and
-queues it on the Django Tasks database queue; `manage.py worker` processes
-claim and run the turns and their frames reach the websockets through Redis.
-50 concurrent sessions (one websocket each on the one web process) run M
+queues it on the Django Tasks queue; `manage.py worker` processes claim and
+run the turns and their frames reach the websockets through Redis. 50
+concurrent sessions (one websocket each on the one web process) run M
 turns back to back against a fake model that answers 100 tokens with no
 delay; measured with one worker, then with two, against bare pydantic-ai
 running the same 50 x M conversations, rounds alternating, so the cost of the
-queue hop is measured rather than guessed. PostgreSQL and Redis only: web
-and worker processes must share the database and the channel layer.
+queue hop is measured rather than guessed. All of it twice, once per task
+backend (`AGENTRY_TASK_BACKEND=database`, then `rq`), each on a deployment of
+its own. PostgreSQL and Redis only: web and worker processes must share the
+database and the channel layer.
 
-Targets: no turn fails; one worker reaches at least 0.5x bare pydantic-ai's
-turns per second (one web process + one worker both spend CPU per turn, and
-the queue adds a claim per turn).
+Targets: no turn fails; on each task backend one worker reaches at least
+0.5x bare pydantic-ai's turns per second (one web process + one worker both
+spend CPU per turn, and the queue adds a claim per turn).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 
 from bench.common import (
+    Backend,
     Deployment,
     Report,
     Sample,
@@ -46,6 +49,8 @@ NAME = "workers"
 ONE_WORKER_RATIO = 0.5
 WORKLOAD = Workload(tokens=100)
 SESSIONS = 50
+#: Measured in this order, each on a deployment of its own.
+TASK_BACKENDS = ("database", "rq")
 SIZES = {"quick": {"turns": 2, "rounds": 2}, "full": {"turns": 4, "rounds": 4}}
 
 
@@ -87,6 +92,40 @@ def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]
     )
 
 
+def _measure(
+    backend: Backend, task_backend: str, turns: int, rounds: int
+) -> dict[int, tuple[list[Sample], list[Sample]]]:
+    """{workers: (bare samples, agentry samples)} on one task backend."""
+    measured: dict[int, tuple[list[Sample], list[Sample]]] = {1: ([], []), 2: ([], [])}
+    with WorkerDeployment.start(
+        backend,
+        processes=1,
+        AGENTRY_TURN_EXECUTION="task",
+        AGENTRY_TASK_BACKEND=task_backend,
+    ) as live:
+        assert live.model is not None
+        live.add_worker()
+        run_agentry_ws(live, live.create_sessions(4), WORKLOAD, turns=1)
+        for workers, (bare, agentry) in measured.items():
+            if workers == 2:
+                live.add_worker()
+            for index in range(rounds):
+                progress(
+                    f"{task_backend}: {workers} worker(s): round {index + 1}/{rounds}"
+                )
+                bare.append(
+                    run_bare(
+                        live.model.base_url, WORKLOAD, sessions=SESSIONS, turns=turns
+                    )
+                )
+                agentry.append(
+                    run_agentry_ws(
+                        live, live.create_sessions(SESSIONS), WORKLOAD, turns=turns
+                    )
+                )
+    return measured
+
+
 def main() -> int:
     args = cli(__doc__.splitlines()[0])
     if args.backend != "postgres":
@@ -103,63 +142,46 @@ def main() -> int:
         args.backend,
         {"tokens": WORKLOAD.tokens, "sessions": SESSIONS, "turns": turns},
     )
-    bare_one: list[Sample] = []
-    bare_two: list[Sample] = []
-    one: list[Sample] = []
-    two: list[Sample] = []
-    with (
-        open_backend(args.backend) as backend,
-        WorkerDeployment.start(
-            backend, processes=1, AGENTRY_TURN_EXECUTION="task"
-        ) as live,
-    ):
-        assert live.model is not None
-        live.add_worker()
-        run_agentry_ws(live, live.create_sessions(4), WORKLOAD, turns=1)
-        for workers, (bare, agentry) in ((1, (bare_one, one)), (2, (bare_two, two))):
-            if workers == 2:
-                live.add_worker()
-            for index in range(rounds):
-                progress(f"{workers} worker(s): round {index + 1}/{rounds}")
-                bare.append(
-                    run_bare(
-                        live.model.base_url, WORKLOAD, sessions=SESSIONS, turns=turns
-                    )
-                )
-                agentry.append(
-                    run_agentry_ws(
-                        live, live.create_sessions(SESSIONS), WORKLOAD, turns=turns
-                    )
-                )
-    bare_tput = median([s.throughput for s in bare_one + bare_two])
-    one_tput = median([s.throughput for s in one])
-    two_tput = median([s.throughput for s in two])
+    measured = {}
+    with open_backend(args.backend) as backend:
+        for task_backend in TASK_BACKENDS:
+            measured[task_backend] = _measure(backend, task_backend, turns, rounds)
+    bare_all = [
+        s for runs in measured.values() for bare, _ in runs.values() for s in bare
+    ]
+    bare_tput = median([s.throughput for s in bare_all])
+    rows = [_row("bare", bare_all, bare_tput)]
+    report.results = {"bare_turns_per_s": rounded(bare_tput, 2)}
+    agentry_all: list[Sample] = []
+    for task_backend, runs in measured.items():
+        # The database backend's keys keep their names from before RQ was measured.
+        prefix = "" if task_backend == "database" else f"{task_backend}_"
+        for workers, (_, agentry) in runs.items():
+            agentry_all += agentry
+            label = f"1 web + {workers} worker{'s' if workers > 1 else ''}"
+            rows.append(_row(f"{label} ({task_backend})", agentry, bare_tput))
+            tput = median([s.throughput for s in agentry])
+            key = f"{prefix}{'one_worker' if workers == 1 else 'two_workers'}"
+            report.results[f"{key}_turns_per_s"] = rounded(tput, 2)
+            report.results[f"{key}_ratio"] = rounded(tput / bare_tput, 3)
     report.table(
         f"workers [{args.backend}]: {SESSIONS} sessions x {turns} turns, "
-        f"{WORKLOAD.tokens}-token answers, no model delay, task mode; "
-        f"median of {rounds} rounds",
+        f"{WORKLOAD.tokens}-token answers, no model delay, task mode, "
+        f"task backends {' and '.join(TASK_BACKENDS)}; median of {rounds} rounds",
         ("", "turns", "failed", "turns/s", "turn p50", "turn p95", "cpu/turn", "ratio"),
-        [
-            _row("bare", bare_one + bare_two, bare_tput),
-            _row("1 web + 1 worker", one, bare_tput),
-            _row("1 web + 2 workers", two, bare_tput),
-        ],
+        rows,
     )
-    report.results = {
-        "bare_turns_per_s": rounded(bare_tput, 2),
-        "one_worker_turns_per_s": rounded(one_tput, 2),
-        "two_workers_turns_per_s": rounded(two_tput, 2),
-        "one_worker_ratio": rounded(one_tput / bare_tput, 3),
-        "two_workers_ratio": rounded(two_tput / bare_tput, 3),
-        "failed": sum(s.failed for s in one + two),
-        "errors": sorted({e for s in one + two for e in s.errors()}),
-    }
-    report.target(
-        f"1 web + 1 worker turns/s ratio at {SESSIONS} sessions (agentry/bare)",
-        one_tput / bare_tput,
-        ONE_WORKER_RATIO,
-        "min",
-    )
+    report.results["failed"] = sum(s.failed for s in agentry_all)
+    report.results["errors"] = sorted({e for s in agentry_all for e in s.errors()})
+    for task_backend in TASK_BACKENDS:
+        prefix = "" if task_backend == "database" else f"{task_backend}_"
+        report.target(
+            f"1 web + 1 worker ({task_backend}) turns/s ratio at {SESSIONS} "
+            "sessions (agentry/bare)",
+            report.results[f"{prefix}one_worker_ratio"],
+            ONE_WORKER_RATIO,
+            "min",
+        )
     report.target("failed turns", report.results["failed"], 0)
     return report.finish()
 

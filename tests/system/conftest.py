@@ -75,10 +75,54 @@ class Stack:
         self.redis.stop()
         self.db.drop()
 
+    def task_results(self, task_path: str) -> list[tuple[str, list[str]]]:
+        """(status, worker ids) of every ended task of `task_path` on this
+        stack's task backend, in the Django Tasks API's terms."""
+        if self.env.get("AGENTRY_TASK_BACKEND") != "rq":
+            return self.db.execute(
+                "SELECT status, worker_ids FROM django_tasks_database_dbtaskresult "
+                "WHERE task_path = %s",
+                task_path,
+            )
+        import redis
+        from django_tasks_rq.backend import RQ_STATUS_TO_RESULT_STATUS
+        from rq import Queue
+        from rq.job import Job
+
+        connection = redis.Redis.from_url(self.env["REDIS_URL"])
+        try:
+            queue = Queue("default", connection=connection)
+            ids = [
+                *queue.finished_job_registry.get_job_ids(),
+                *queue.failed_job_registry.get_job_ids(),
+            ]
+            jobs = [
+                job
+                for job in Job.fetch_many(ids, connection=connection)
+                if job is not None and job.func_name == task_path
+            ]
+            return [
+                (
+                    str(RQ_STATUS_TO_RESULT_STATUS[job.get_status()]),
+                    [result.worker_name for result in job.results()],
+                )
+                for job in jobs
+            ]
+        finally:
+            connection.close()
+
     def logs_tail(self) -> str:
         return "\n".join(
             f"--- {server.name}\n{server.log_tail(30)}" for server in self.servers
         )
+
+
+@pytest.fixture(scope="module", params=["database", "rq"])
+def task_backend(request: pytest.FixtureRequest) -> str:
+    """`AGENTRY_TASK_BACKEND` for a task-mode stack: its tests run on both
+    (every stack has its own redis-server, so neither is ever skipped for
+    want of Redis where the stack itself can run)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """Background runs, schedules and webhooks on real processes.
 
-One stack in `task` mode: a daphne web process that only accepts, streams and
-stores, and two `manage.py worker` processes (each also a scheduler) that run
-every turn, fire schedules and deliver webhooks, all on PostgreSQL and Redis.
+One stack in `task` mode per task backend (database, RQ): a daphne web
+process that only accepts, streams and stores, and two `manage.py worker`
+processes (each also a scheduler) that run every turn, fire schedules and
+deliver webhooks, all on PostgreSQL and Redis.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def stack(stack_factory):
+def stack(stack_factory, task_backend):
     stack = stack_factory(
         AGENTRY_TURN_EXECUTION="task",
+        AGENTRY_TASK_BACKEND=task_backend,
         AGENTRY_WEBHOOK_RETRY_BASE="0.2",
         AGENTRY_ALLOW_PRIVATE_URLS="1",
     )
@@ -53,13 +55,6 @@ def stack(stack_factory):
             worker.stop(timeout=10)
 
 
-def _tasks_run_by_workers(stack) -> list[tuple[str, list[str]]]:
-    return stack.db.execute(
-        "SELECT status, worker_ids FROM django_tasks_database_dbtaskresult "
-        "WHERE task_path = 'automation.tasks.run_turn'"
-    )
-
-
 def test_a_turn_in_task_mode_streams_to_a_websocket_while_a_worker_runs_it(stack):
     api = stack.user(stack.web)
     agent = api.create_agent(model=FAKE_MODEL)
@@ -71,7 +66,7 @@ def test_a_turn_in_task_mode_streams_to_a_websocket_while_a_worker_runs_it(stack
     assert partials, "the worker's streamed text reached the web process's socket"
     assert frames[-1]["execution"]["status"] == "succeeded"
     assert_gapless(api.all_events(session["id"]))
-    ran = _tasks_run_by_workers(stack)
+    ran = stack.task_results("automation.tasks.run_turn")
     assert ran and all(status == "SUCCESSFUL" and ids for status, ids in ran)
 
 

@@ -194,6 +194,10 @@ def test_compose_runs_turns_on_worker_replicas_of_the_app_image():
     assert worker["command"][-2:] == ["manage.py", "worker"]
     # Web and worker replicas agree on where turns run and share the stores.
     assert app["environment"]["AGENTRY_TURN_EXECUTION"].endswith(":-task}")
+    # and on which queue carries the tasks (settable, the database by default).
+    assert app["environment"]["AGENTRY_TASK_BACKEND"] == (
+        "${AGENTRY_TASK_BACKEND:-database}"
+    )
     for key, value in app["environment"].items():
         assert worker["environment"][key] == value, key
     assert worker["volumes"] == app["volumes"]

@@ -1,8 +1,8 @@
 """A turn whose worker is killed is finished by another worker.
 
-One stack in `task` mode: a daphne web process that accepts, streams and
-stores, and `manage.py worker` processes that run the turns, on PostgreSQL and
-Redis with a 5 s lease. A turn starts on worker `a`, `a` is killed with
+One stack in `task` mode per task backend (database, RQ): a daphne web
+process that accepts, streams and stores, and `manage.py worker` processes
+that run the turns, on PostgreSQL and Redis with a 5 s lease. A turn starts on worker `a`, `a` is killed with
 SIGKILL at a known point (text streaming, a non-idempotent call in flight),
 worker `b` is started and takes the turn over once the lease lapses: the
 client on the web process's websocket sees the turn end, the session's events
@@ -40,9 +40,10 @@ TAKEOVER_TIMEOUT = LEASE_SECONDS + 5 + 60
 
 
 @pytest.fixture(scope="module")
-def stack(stack_factory):
+def stack(stack_factory, task_backend):
     stack = stack_factory(
         AGENTRY_TURN_EXECUTION="task",
+        AGENTRY_TASK_BACKEND=task_backend,
         AGENTRY_TURN_LEASE=LEASE_SECONDS,
         AGENTRY_ALLOW_PRIVATE_URLS=1,
     )

@@ -16,9 +16,10 @@ from automation.worker import Worker
 
 class Command(BaseCommand):
     help = (
-        "Runs tasks of the Django Tasks database queue (turns in "
-        "AGENTRY_TURN_EXECUTION=task mode, webhook deliveries) several at a time, "
-        "and fires due schedules. Stop it with SIGTERM or Ctrl-C."
+        "Runs tasks of the Django Tasks queue (AGENTRY_TASK_BACKEND: the database "
+        "or RQ) several at a time: turns in AGENTRY_TURN_EXECUTION=task mode, "
+        "webhook deliveries. Also fires due schedules. Stop it with SIGTERM or "
+        "Ctrl-C."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
