@@ -5,13 +5,20 @@ Public surface:
                                      channel layer (in-memory or Redis db 9) for one run
     Workload, prompt_for(...)        one kind of answer, and the prompt that asks the
                                      fake model for it
+    Load                             C sessions x M turns, repeated over R rounds
     TurnRecord, Sample               what one turn and one round of turns measured
+    overhead_summary(samples, w)     a load's time to first token and turn overhead
+    throughput_row(label, ...)       a table row of turns per second against bare
+    throughput_results(bare, ...)    the report's turns per second and ratios to bare
     run_bare(...)                    bare pydantic-ai (`bench.baseline`) in its own process
     run_agentry_ws(...)              the same turns through Agentry's websocket endpoint
-    Deployment                       fake model + daphne process(es) + a user and agent
+    Deployment                       fake model + daphne process(es) + a user and agent;
+                                     `round(...)` runs one round on fresh sessions
+    alternate_rounds(load, w, ...)   bare pydantic-ai and each deployment, round by round
     cpu_seconds(pid), median(), percentile()
     Report                           the readable table and the final one-line JSON;
                                      `finish()` exits 0 when every target is met
+    scenario(name)                   makes a benchmark's `main()`: command line and skips
 
 Every comparison follows the same recipe: one fake model server process, the
 same prompt, the same number of concurrent sessions and turns, Agentry and bare
@@ -166,6 +173,23 @@ class Workload:
     def ttft_seconds(self) -> float:
         return self.ttft_ms / 1000
 
+    def describe(self) -> dict[str, float]:
+        """What a report's config says of the workload."""
+        return {
+            "tokens": self.tokens,
+            "delay_ms": self.delay_ms,
+            "model_seconds": self.model_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Load:
+    """C concurrent sessions running M turns each, measured over R rounds."""
+
+    sessions: int
+    turns: int
+    rounds: int
+
 
 def prompt_for(tokens: int, delay_ms: float = 0.0, ttft_ms: float = 0.0) -> str:
     return f"Tell me something. [[tokens={tokens} delay={delay_ms} ttft={ttft_ms}]]"
@@ -212,6 +236,75 @@ class Sample:
 
     def errors(self) -> list[str]:
         return sorted({r.error for r in self.records if r.error})[:5]
+
+
+def overhead_summary(samples: list[Sample], workload: Workload) -> dict[str, float]:
+    """A load's figures: time to first token and per turn, and what each adds
+    to the fake model's own sleeps."""
+    latencies = [x for s in samples for x in s.latencies()]
+    ttfts = [x for s in samples for x in s.ttfts()]
+    # Medians of each round's median: rounds alternate, so a burst of load
+    # from elsewhere on the machine hits one round, not the statistic.
+    turn = median([median(s.latencies()) for s in samples if s.latencies()])
+    first = median([median(s.ttfts()) for s in samples if s.ttfts()])
+    return {
+        "turns": sum(s.turns for s in samples),
+        "failed": sum(s.failed for s in samples),
+        "ttft_p50": first,
+        "ttft_p95": percentile(ttfts, 95),
+        "latency_p50": turn,
+        "latency_p95": percentile(latencies, 95),
+        "ttft_overhead": first - workload.ttft_seconds,
+        "turn_overhead": turn - workload.model_seconds,
+        # Bare: its whole process; Agentry: the server process(es).
+        "cpu_per_turn": median([s.cpu / s.turns for s in samples if s.turns]),
+    }
+
+
+def throughput_row(
+    label: str, samples: list[Sample], bare_tput: float, *, frames: bool = False
+) -> tuple[str, ...]:
+    """Turns, failures, turns per second, latency, CPU per turn (and frames
+    per turn) of one contender, and its turns per second against bare's."""
+    tput = median([s.throughput for s in samples])
+    latencies = [x for s in samples for x in s.latencies()]
+    cpu = median([s.cpu / max(1, s.turns) for s in samples])
+    bare = label == "bare"
+    frames_cell = f"{median([s.frames_per_turn() for s in samples]):.1f}"
+    return (
+        label,
+        str(sum(s.turns for s in samples)),
+        str(sum(s.failed for s in samples)),
+        f"{tput:.1f}",
+        fmt(percentile(latencies, 50)),
+        fmt(percentile(latencies, 95)),
+        fmt(cpu),
+        *(("" if bare else frames_cell,) if frames else ()),
+        "" if bare else fmt(tput / bare_tput, "x"),
+    )
+
+
+def throughput_results(
+    bare: list[Sample], contenders: dict[str, list[Sample]]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """What a throughput comparison reports: the turns per second of bare
+    pydantic-ai and of each contender, each contender's ratio to bare (also
+    returned unrounded, for the targets) and the contenders' failures."""
+    bare_tput = median([s.throughput for s in bare])
+    tputs = {
+        name: median([s.throughput for s in samples])
+        for name, samples in contenders.items()
+    }
+    ratios = {name: tput / bare_tput for name, tput in tputs.items()}
+    everyone = [s for samples in contenders.values() for s in samples]
+    results = {
+        "bare_turns_per_s": rounded(bare_tput, 2),
+        **{f"{name}_turns_per_s": rounded(tput, 2) for name, tput in tputs.items()},
+        **{f"{name}_ratio": rounded(ratio, 3) for name, ratio in ratios.items()},
+        "failed": sum(s.failed for s in everyone),
+        "errors": sorted({e for s in everyone for e in s.errors()}),
+    }
+    return results, ratios
 
 
 def median(values: Sequence[float]) -> float:
@@ -337,6 +430,12 @@ class Deployment:
 
     def server_cpu(self) -> float:
         return sum(cpu_seconds(s.pid) for s in self.servers if s.running())
+
+    def round(self, workload: Workload, *, sessions: int, turns: int) -> Sample:
+        """One round on `sessions` fresh sessions (`run_agentry_ws`)."""
+        return run_agentry_ws(
+            self, self.create_sessions(sessions), workload, turns=turns
+        )
 
     def stop(self) -> None:
         for server in self.servers:
@@ -469,6 +568,38 @@ def run_agentry_ws(
     return Sample(records, wall, cpu)
 
 
+def alternate_rounds(
+    load: Load,
+    workload: Workload,
+    deployments: dict[str, Deployment],
+    *,
+    label: str = "",
+) -> dict[str, list[Sample]]:
+    """`load.rounds` rounds of bare pydantic-ai (against the first deployment's
+    fake model) then each deployment in turn, every round on fresh sessions, so
+    load from elsewhere on the machine hits each contender alike. The samples
+    by contender: `bare` and the deployments' names."""
+    first = next(iter(deployments.values()))
+    assert first.model is not None
+    samples: dict[str, list[Sample]] = {"bare": []}
+    samples.update({name: [] for name in deployments})
+    for index in range(load.rounds):
+        progress(f"{label}{load.sessions} sessions: round {index + 1}/{load.rounds}")
+        samples["bare"].append(
+            run_bare(
+                first.model.base_url,
+                workload,
+                sessions=load.sessions,
+                turns=load.turns,
+            )
+        )
+        for name, deployment in deployments.items():
+            samples[name].append(
+                deployment.round(workload, sessions=load.sessions, turns=load.turns)
+            )
+    return samples
+
+
 # --------------------------------------------------------------------- reports
 
 
@@ -571,15 +702,38 @@ def rounded(value: float, digits: int = 5) -> float | None:
     return None if value != value else round(value, digits)
 
 
-def cli(
-    description: str, sizes: Sequence[str] = ("quick", "full")
-) -> argparse.Namespace:
+def cli(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", choices=BACKENDS, default="embedded")
-    parser.add_argument("--size", choices=sizes, default=sizes[0])
+    parser.add_argument("--size", choices=("quick", "full"), default="quick")
     # SIGTERM unwinds like Ctrl-C, so servers and databases are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return parser.parse_args()
+
+
+def scenario(
+    name: str, *, postgres_only: str = ""
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[], int]]:
+    """Makes a benchmark's `main()` of `run(args)`: reads the command line (its
+    help is the module docstring's first line) and reports a skip, not a
+    failure, when the backend cannot run here. `postgres_only` is why the
+    benchmark needs PostgreSQL and Redis, for one that does."""
+
+    def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[[], int]:
+        def main() -> int:
+            doc = sys.modules[run.__module__].__doc__ or name
+            args = cli(doc.splitlines()[0])
+            if postgres_only and args.backend != "postgres":
+                return skip(name, args.backend, postgres_only)
+            reason = available(args.backend)
+            if reason:
+                return skip(name, args.backend, reason)
+            return run(args)
+
+        main.__doc__ = run.__doc__
+        return main
+
+    return wrap
 
 
 def progress(text: str) -> None:

@@ -17,6 +17,7 @@ over the two children. Target: at most 1.5x a single turn's overhead.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -31,14 +32,12 @@ from pydantic_ai.settings import ModelSettings
 from bench.common import (
     Backend,
     Report,
-    available,
-    cli,
     fmt,
     median,
     open_backend,
     rounded,
+    scenario,
     setup_django,
-    skip,
 )
 from testing.fake_openai import FAKE_MODEL
 from testing.live import FakeModelServer
@@ -165,11 +164,8 @@ async def _bare(model_url: str, turns: int) -> dict[str, list[float]]:
     return measured
 
 
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     turns = SIZES[args.size]["turns"]
     report = Report(NAME, args.backend, {"turns": turns, "tokens": TOKENS})
     with open_backend(args.backend) as backend:

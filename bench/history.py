@@ -23,6 +23,7 @@ and issues the same number of SQL statements either way.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import sys
@@ -35,14 +36,12 @@ from bench.common import (
     Backend,
     Report,
     Workload,
-    available,
-    cli,
     fmt,
     median,
     open_backend,
     rounded,
+    scenario,
     setup_django,
-    skip,
 )
 from testing.fake_openai import FAKE_MODEL
 from testing.live import FakeModelServer
@@ -248,11 +247,8 @@ def _statement_counts(summary: dict[str, Any]) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     turns = SIZES[args.size]["turns"]
     report = Report(
         NAME,

@@ -14,6 +14,7 @@ Target: at most 64 KiB resident per idle websocket at 1,000 sockets.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -21,12 +22,10 @@ import time
 from bench.common import (
     Deployment,
     Report,
-    available,
-    cli,
     open_backend,
     progress,
     raise_fd_limit,
-    skip,
+    scenario,
 )
 
 NAME = "idle_websockets"
@@ -64,11 +63,8 @@ async def _hold(live: Deployment, urls: list[str]) -> tuple[int, int, int]:
     return before, after, pongs
 
 
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     count = SIZES[args.size]
     limit = raise_fd_limit(count * 4 + 1024)
     report = Report(NAME, args.backend, {"sockets": count, "fd_limit": limit})

@@ -14,22 +14,20 @@ Target: Agentry's wall time per token is at most 1.3x bare pydantic-ai's.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from bench.common import (
     Deployment,
+    Load,
     Report,
-    Sample,
     Workload,
-    available,
-    cli,
+    alternate_rounds,
     fmt,
     median,
     open_backend,
     rounded,
-    run_agentry_ws,
-    run_bare,
-    skip,
+    scenario,
 )
 
 NAME = "long_answers"
@@ -37,27 +35,16 @@ WORKLOAD = Workload(tokens=2000)
 SIZES = {"quick": {"turns": 2, "rounds": 2}, "full": {"turns": 3, "rounds": 7}}
 
 
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     size = SIZES[args.size]
     report = Report(NAME, args.backend, {"tokens": WORKLOAD.tokens, **size})
-    bare: list[Sample] = []
-    ours: list[Sample] = []
     with open_backend(args.backend) as backend, Deployment.start(backend) as live:
-        assert live.model is not None
-        run_agentry_ws(live, live.create_sessions(1), Workload(tokens=20), turns=1)
-        for _ in range(size["rounds"]):
-            bare.append(
-                run_bare(live.model.base_url, WORKLOAD, sessions=1, turns=size["turns"])
-            )
-            ours.append(
-                run_agentry_ws(
-                    live, live.create_sessions(1), WORKLOAD, turns=size["turns"]
-                )
-            )
+        live.round(Workload(tokens=20), sessions=1, turns=1)
+        samples = alternate_rounds(
+            Load(1, size["turns"], size["rounds"]), WORKLOAD, {"agentry": live}
+        )
+    bare, ours = samples["bare"], samples["agentry"]
     per_token = {
         label: median([median(s.latencies()) for s in samples if s.latencies()])
         / WORKLOAD.tokens

@@ -13,6 +13,7 @@ that the statement count does not depend on the log's length.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from typing import Any
@@ -22,14 +23,12 @@ import httpx
 from bench.common import (
     Deployment,
     Report,
-    available,
-    cli,
     fmt,
     open_backend,
     percentile,
     progress,
+    scenario,
     setup_django,
-    skip,
 )
 
 NAME = "rest"
@@ -94,11 +93,8 @@ def _time(http: httpx.Client, path: str, requests: int) -> list[float]:
     return timings
 
 
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     requests = SIZES[args.size]
     report = Report(
         NAME,

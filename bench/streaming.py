@@ -16,24 +16,20 @@ overhead is at most 1.3x bare pydantic-ai's; no failed turn at 50 and 200.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from dataclasses import dataclass
 
 from bench.common import (
     Deployment,
+    Load,
     Report,
-    Sample,
     Workload,
-    available,
-    cli,
+    alternate_rounds,
     fmt,
-    median,
     open_backend,
-    percentile,
+    overhead_summary,
     rounded,
-    run_agentry_ws,
-    run_bare,
-    skip,
+    scenario,
 )
 
 NAME = "streaming"
@@ -41,77 +37,25 @@ WORKLOAD = Workload(tokens=20, delay_ms=10.0)
 LIGHT = 5
 LIGHT_OVERHEAD_RATIO = 1.3
 
-
-@dataclass(frozen=True)
-class Load:
-    sessions: int
-    turns: int
-    rounds: int
-
-
 SIZES = {
     "quick": [Load(1, 4, 2), Load(LIGHT, 4, 3), Load(50, 1, 1), Load(200, 1, 1)],
     "full": [Load(1, 10, 5), Load(LIGHT, 6, 7), Load(50, 4, 3), Load(200, 2, 3)],
 }
 
 
-def _summary(samples: list[Sample], workload: Workload) -> dict[str, float]:
-    latencies = [x for s in samples for x in s.latencies()]
-    ttfts = [x for s in samples for x in s.ttfts()]
-    # Medians of each round's median: rounds alternate, so a burst of load
-    # from elsewhere on the machine hits one round, not the statistic.
-    turn = median([median(s.latencies()) for s in samples if s.latencies()])
-    first = median([median(s.ttfts()) for s in samples if s.ttfts()])
-    return {
-        "turns": sum(s.turns for s in samples),
-        "failed": sum(s.failed for s in samples),
-        "ttft_p50": first,
-        "ttft_p95": percentile(ttfts, 95),
-        "latency_p50": turn,
-        "latency_p95": percentile(latencies, 95),
-        "ttft_overhead": first - workload.ttft_seconds,
-        "turn_overhead": turn - workload.model_seconds,
-        # Bare: its whole process; Agentry: the server process.
-        "cpu_per_turn": median([s.cpu / s.turns for s in samples if s.turns]),
-    }
-
-
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     loads = SIZES[args.size]
-    report = Report(
-        NAME,
-        args.backend,
-        {
-            "tokens": WORKLOAD.tokens,
-            "delay_ms": WORKLOAD.delay_ms,
-            "model_seconds": WORKLOAD.model_seconds,
-            "loads": [vars(load) for load in loads],
-        },
-    )
+    config = {**WORKLOAD.describe(), "loads": [vars(load) for load in loads]}
+    report = Report(NAME, args.backend, config)
     rows = []
     with open_backend(args.backend) as backend, Deployment.start(backend) as live:
-        assert live.model is not None
-        warm = live.create_sessions(2)
-        run_agentry_ws(live, warm, WORKLOAD, turns=1)
+        live.round(WORKLOAD, sessions=2, turns=1)
         for load in loads:
-            bare: list[Sample] = []
-            ours: list[Sample] = []
-            for _ in range(load.rounds):
-                bare.append(
-                    run_bare(
-                        live.model.base_url,
-                        WORKLOAD,
-                        sessions=load.sessions,
-                        turns=load.turns,
-                    )
-                )
-                sessions = live.create_sessions(load.sessions)
-                ours.append(run_agentry_ws(live, sessions, WORKLOAD, turns=load.turns))
-            b, a = _summary(bare, WORKLOAD), _summary(ours, WORKLOAD)
+            samples = alternate_rounds(load, WORKLOAD, {"agentry": live})
+            ours = samples["agentry"]
+            b = overhead_summary(samples["bare"], WORKLOAD)
+            a = overhead_summary(ours, WORKLOAD)
             ratio = a["turn_overhead"] / b["turn_overhead"]
             ttft_ratio = a["ttft_overhead"] / b["ttft_overhead"]
             for label, s in (("bare", b), ("agentry", a)):

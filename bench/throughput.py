@@ -16,24 +16,21 @@ with only the last target.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from bench.common import (
     Deployment,
+    Load,
     Report,
-    Sample,
     Workload,
-    available,
-    cli,
-    fmt,
+    alternate_rounds,
     median,
     open_backend,
-    percentile,
-    progress,
     rounded,
-    run_agentry_ws,
-    run_bare,
-    skip,
+    scenario,
+    throughput_results,
+    throughput_row,
 )
 
 NAME = "throughput"
@@ -44,71 +41,25 @@ SESSIONS = 50
 SIZES = {"quick": {"turns": 3, "rounds": 3}, "full": {"turns": 4, "rounds": 5}}
 
 
-def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]:
-    tput = median([s.throughput for s in samples])
-    latencies = [x for s in samples for x in s.latencies()]
-    cpu = median([s.cpu / max(1, s.turns) for s in samples])
-    frames = median([s.frames_per_turn() for s in samples])
-    return (
-        label,
-        str(sum(s.turns for s in samples)),
-        str(sum(s.failed for s in samples)),
-        f"{tput:.1f}",
-        fmt(percentile(latencies, 50)),
-        fmt(percentile(latencies, 95)),
-        fmt(cpu),
-        "" if label == "bare" else f"{frames:.1f}",
-        "" if label == "bare" else fmt(tput / bare_tput, "x"),
-    )
-
-
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     size = SIZES[args.size]
     turns, rounds = size["turns"], size["rounds"]
-    report = Report(
-        NAME,
-        args.backend,
-        {
-            "tokens": WORKLOAD.tokens,
-            "sessions": SESSIONS,
-            "turns": turns,
-            "rounds": rounds,
-        },
-    )
-    bare: list[Sample] = []
-    one: list[Sample] = []
-    two: list[Sample] = []
+    config = {"tokens": WORKLOAD.tokens, "sessions": SESSIONS, **size}
+    report = Report(NAME, args.backend, config)
     with (
         open_backend(args.backend) as backend,
         Deployment.start(backend, processes=2) as live,
     ):
-        assert live.model is not None
         single = Deployment(
             backend, live.servers[:1], live.model, live.api, live.agent_id
         )
-        run_agentry_ws(live, live.create_sessions(4), WORKLOAD, turns=1)
-        for index in range(rounds):
-            progress(f"round {index + 1}/{rounds}")
-            bare.append(
-                run_bare(live.model.base_url, WORKLOAD, sessions=SESSIONS, turns=turns)
-            )
-            one.append(
-                run_agentry_ws(
-                    single, live.create_sessions(SESSIONS), WORKLOAD, turns=turns
-                )
-            )
-            two.append(
-                run_agentry_ws(
-                    live, live.create_sessions(SESSIONS), WORKLOAD, turns=turns
-                )
-            )
+        live.round(WORKLOAD, sessions=4, turns=1)
+        samples = alternate_rounds(
+            Load(SESSIONS, turns, rounds), WORKLOAD, {"one": single, "two": live}
+        )
+    bare, one, two = samples["bare"], samples["one"], samples["two"]
     bare_tput = median([s.throughput for s in bare])
-    one_tput = median([s.throughput for s in one])
-    two_tput = median([s.throughput for s in two])
     report.table(
         f"throughput [{args.backend}]: {SESSIONS} sessions x {turns} turns, "
         f"{WORKLOAD.tokens}-token answers, no model delay; median of {rounds} rounds",
@@ -124,35 +75,31 @@ def main() -> int:
             "ratio",
         ),
         [
-            _row("bare", bare, bare_tput),
-            _row("agentry 1 process", one, bare_tput),
-            _row("agentry 2 processes", two, bare_tput),
+            throughput_row("bare", bare, bare_tput, frames=True),
+            throughput_row("agentry 1 process", one, bare_tput, frames=True),
+            throughput_row("agentry 2 processes", two, bare_tput, frames=True),
         ],
     )
-    report.results = {
-        "bare_turns_per_s": rounded(bare_tput, 2),
-        "one_process_turns_per_s": rounded(one_tput, 2),
-        "two_processes_turns_per_s": rounded(two_tput, 2),
-        "one_process_ratio": rounded(one_tput / bare_tput, 3),
-        "two_processes_ratio": rounded(two_tput / bare_tput, 3),
+    report.results, ratios = throughput_results(
+        bare, {"one_process": one, "two_processes": two}
+    )
+    report.results |= {
         "bare_cpu_per_turn": rounded(median([s.cpu / s.turns for s in bare])),
         "one_process_cpu_per_turn": rounded(median([s.cpu / s.turns for s in one])),
         "one_process_frames_per_turn": rounded(
             median([s.frames_per_turn() for s in one]), 1
         ),
-        "failed": sum(s.failed for s in one + two),
-        "errors": sorted({e for s in one + two for e in s.errors()}),
     }
     if args.backend == "postgres":
         report.target(
             f"1-process turns/s ratio at {SESSIONS} sessions (agentry/bare)",
-            one_tput / bare_tput,
+            ratios["one_process"],
             ONE_PROCESS_RATIO,
             "min",
         )
         report.target(
             f"2-process turns/s ratio at {SESSIONS} sessions (agentry/bare)",
-            two_tput / bare_tput,
+            ratios["two_processes"],
             TWO_PROCESSES_RATIO,
             "min",
         )

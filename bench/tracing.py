@@ -17,73 +17,46 @@ overhead of tracing off at 5 sessions, and no turn fails either way.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from dataclasses import dataclass
 
 from bench.common import (
     Deployment,
+    Load,
     Report,
-    Sample,
-    Workload,
-    available,
-    cli,
+    alternate_rounds,
     fmt,
-    median,
     open_backend,
+    overhead_summary,
     rounded,
-    run_agentry_ws,
-    run_bare,
-    skip,
+    scenario,
 )
+from bench.streaming import LIGHT, WORKLOAD
 from testing.otlp import OtlpReceiver
 
 NAME = "tracing"
-WORKLOAD = Workload(tokens=20, delay_ms=10.0)
-LIGHT = 5
-
-
-@dataclass(frozen=True)
-class Load:
-    sessions: int
-    turns: int
-    rounds: int
-
+LABELS = {"bare": "bare", "off": "tracing off", "on": "tracing on"}
 
 SIZES = {
     "quick": [Load(1, 4, 2), Load(LIGHT, 4, 3)],
     "full": [Load(1, 10, 5), Load(LIGHT, 6, 7)],
 }
+#: What the table and results keep of `overhead_summary`.
+FIGURES = (
+    "turns",
+    "failed",
+    "ttft_p50",
+    "latency_p50",
+    "turn_overhead",
+    "cpu_per_turn",
+)
 
 
-def _summary(samples: list[Sample], workload: Workload) -> dict[str, float]:
-    turn = median([median(s.latencies()) for s in samples if s.latencies()])
-    first = median([median(s.ttfts()) for s in samples if s.ttfts()])
-    return {
-        "turns": sum(s.turns for s in samples),
-        "failed": sum(s.failed for s in samples),
-        "ttft_p50": first,
-        "latency_p50": turn,
-        "turn_overhead": turn - workload.model_seconds,
-        "cpu_per_turn": median([s.cpu / s.turns for s in samples if s.turns]),
-    }
-
-
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME)
+def main(args: argparse.Namespace) -> int:
     loads = SIZES[args.size]
-    report = Report(
-        NAME,
-        args.backend,
-        {
-            "tokens": WORKLOAD.tokens,
-            "delay_ms": WORKLOAD.delay_ms,
-            "model_seconds": WORKLOAD.model_seconds,
-            "loads": [vars(load) for load in loads],
-        },
-    )
+    config = {**WORKLOAD.describe(), "loads": [vars(load) for load in loads]}
+    report = Report(NAME, args.backend, config)
     rows = []
     with (
         OtlpReceiver() as receiver,
@@ -95,26 +68,18 @@ def main() -> int:
             # The exporter's default batching (5 s, 512 spans), as deployed.
         ) as on,
     ):
-        assert off.model is not None
         for deployment in (off, on):
-            run_agentry_ws(deployment, deployment.create_sessions(2), WORKLOAD, turns=1)
+            deployment.round(WORKLOAD, sessions=2, turns=1)
         for load in loads:
-            samples: dict[str, list[Sample]] = {"bare": [], "off": [], "on": []}
-            for _ in range(load.rounds):
-                samples["bare"].append(
-                    run_bare(
-                        off.model.base_url,
-                        WORKLOAD,
-                        sessions=load.sessions,
-                        turns=load.turns,
-                    )
-                )
-                for label, deployment in (("off", off), ("on", on)):
-                    sessions = deployment.create_sessions(load.sessions)
-                    samples[label].append(
-                        run_agentry_ws(deployment, sessions, WORKLOAD, turns=load.turns)
-                    )
-            summaries = {k: _summary(v, WORKLOAD) for k, v in samples.items()}
+            samples = alternate_rounds(load, WORKLOAD, {"off": off, "on": on})
+            summaries = {
+                label: {
+                    k: v
+                    for k, v in overhead_summary(runs, WORKLOAD).items()
+                    if k in FIGURES
+                }
+                for label, runs in samples.items()
+            }
             bare = summaries["bare"]["turn_overhead"]
             result: dict[str, object] = {}
             for label, s in summaries.items():
@@ -122,9 +87,7 @@ def main() -> int:
                 rows.append(
                     (
                         load.sessions,
-                        {"bare": "bare", "off": "tracing off", "on": "tracing on"}[
-                            label
-                        ],
+                        LABELS[label],
                         f"{s['turns']}",
                         f"{s['failed']}",
                         fmt(s["ttft_p50"]),

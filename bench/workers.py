@@ -21,27 +21,24 @@ spend CPU per turn, and the queue adds a claim per turn).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass, field
 
 from bench.common import (
     Backend,
     Deployment,
+    Load,
     Report,
     Sample,
     Workload,
-    available,
-    cli,
+    alternate_rounds,
     cpu_seconds,
-    fmt,
     median,
     open_backend,
-    percentile,
-    progress,
-    rounded,
-    run_agentry_ws,
-    run_bare,
-    skip,
+    scenario,
+    throughput_results,
+    throughput_row,
 )
 from testing.workers import LiveWorker
 
@@ -76,65 +73,33 @@ class WorkerDeployment(Deployment):
         super().stop()
 
 
-def _row(label: str, samples: list[Sample], bare_tput: float) -> tuple[str, ...]:
-    tput = median([s.throughput for s in samples])
-    latencies = [x for s in samples for x in s.latencies()]
-    cpu = median([s.cpu / max(1, s.turns) for s in samples])
-    return (
-        label,
-        str(sum(s.turns for s in samples)),
-        str(sum(s.failed for s in samples)),
-        f"{tput:.1f}",
-        fmt(percentile(latencies, 50)),
-        fmt(percentile(latencies, 95)),
-        fmt(cpu),
-        "" if label == "bare" else fmt(tput / bare_tput, "x"),
-    )
-
-
 def _measure(
-    backend: Backend, task_backend: str, turns: int, rounds: int
-) -> dict[int, tuple[list[Sample], list[Sample]]]:
-    """{workers: (bare samples, agentry samples)} on one task backend."""
-    measured: dict[int, tuple[list[Sample], list[Sample]]] = {1: ([], []), 2: ([], [])}
+    backend: Backend, task_backend: str, load: Load
+) -> dict[int, dict[str, list[Sample]]]:
+    """{workers: {"bare": samples, "agentry": samples}} on one task backend."""
+    runs: dict[int, dict[str, list[Sample]]] = {}
     with WorkerDeployment.start(
         backend,
         processes=1,
         AGENTRY_TURN_EXECUTION="task",
         AGENTRY_TASK_BACKEND=task_backend,
     ) as live:
-        assert live.model is not None
         live.add_worker()
-        run_agentry_ws(live, live.create_sessions(4), WORKLOAD, turns=1)
-        for workers, (bare, agentry) in measured.items():
+        live.round(WORKLOAD, sessions=4, turns=1)
+        for workers in (1, 2):
             if workers == 2:
                 live.add_worker()
-            for index in range(rounds):
-                progress(
-                    f"{task_backend}: {workers} worker(s): round {index + 1}/{rounds}"
-                )
-                bare.append(
-                    run_bare(
-                        live.model.base_url, WORKLOAD, sessions=SESSIONS, turns=turns
-                    )
-                )
-                agentry.append(
-                    run_agentry_ws(
-                        live, live.create_sessions(SESSIONS), WORKLOAD, turns=turns
-                    )
-                )
-    return measured
+            runs[workers] = alternate_rounds(
+                load,
+                WORKLOAD,
+                {"agentry": live},
+                label=f"{task_backend}: {workers} worker(s): ",
+            )
+    return runs
 
 
-def main() -> int:
-    args = cli(__doc__.splitlines()[0])
-    if args.backend != "postgres":
-        return skip(
-            NAME, args.backend, "workers need PostgreSQL and Redis shared with the web"
-        )
-    reason = available(args.backend)
-    if reason:
-        return skip(NAME, args.backend, reason)
+@scenario(NAME, postgres_only="workers need PostgreSQL and Redis shared with the web")
+def main(args: argparse.Namespace) -> int:
     size = SIZES[args.size]
     turns, rounds = size["turns"], size["rounds"]
     report = Report(
@@ -142,28 +107,27 @@ def main() -> int:
         args.backend,
         {"tokens": WORKLOAD.tokens, "sessions": SESSIONS, "turns": turns},
     )
-    measured = {}
     with open_backend(args.backend) as backend:
-        for task_backend in TASK_BACKENDS:
-            measured[task_backend] = _measure(backend, task_backend, turns, rounds)
-    bare_all = [
-        s for runs in measured.values() for bare, _ in runs.values() for s in bare
+        measured = {
+            task_backend: _measure(backend, task_backend, Load(SESSIONS, turns, rounds))
+            for task_backend in TASK_BACKENDS
+        }
+    bare = [
+        s for runs in measured.values() for run in runs.values() for s in run["bare"]
     ]
-    bare_tput = median([s.throughput for s in bare_all])
-    rows = [_row("bare", bare_all, bare_tput)]
-    report.results = {"bare_turns_per_s": rounded(bare_tput, 2)}
-    agentry_all: list[Sample] = []
+    bare_tput = median([s.throughput for s in bare])
+    rows = [throughput_row("bare", bare, bare_tput)]
+    contenders: dict[str, list[Sample]] = {}
     for task_backend, runs in measured.items():
         # The database backend's keys keep their names from before RQ was measured.
         prefix = "" if task_backend == "database" else f"{task_backend}_"
-        for workers, (_, agentry) in runs.items():
-            agentry_all += agentry
+        for workers, run in runs.items():
             label = f"1 web + {workers} worker{'s' if workers > 1 else ''}"
-            rows.append(_row(f"{label} ({task_backend})", agentry, bare_tput))
-            tput = median([s.throughput for s in agentry])
+            rows.append(
+                throughput_row(f"{label} ({task_backend})", run["agentry"], bare_tput)
+            )
             key = f"{prefix}{'one_worker' if workers == 1 else 'two_workers'}"
-            report.results[f"{key}_turns_per_s"] = rounded(tput, 2)
-            report.results[f"{key}_ratio"] = rounded(tput / bare_tput, 3)
+            contenders[key] = run["agentry"]
     report.table(
         f"workers [{args.backend}]: {SESSIONS} sessions x {turns} turns, "
         f"{WORKLOAD.tokens}-token answers, no model delay, task mode, "
@@ -171,14 +135,13 @@ def main() -> int:
         ("", "turns", "failed", "turns/s", "turn p50", "turn p95", "cpu/turn", "ratio"),
         rows,
     )
-    report.results["failed"] = sum(s.failed for s in agentry_all)
-    report.results["errors"] = sorted({e for s in agentry_all for e in s.errors()})
+    report.results, ratios = throughput_results(bare, contenders)
     for task_backend in TASK_BACKENDS:
         prefix = "" if task_backend == "database" else f"{task_backend}_"
         report.target(
             f"1 web + 1 worker ({task_backend}) turns/s ratio at {SESSIONS} "
             "sessions (agentry/bare)",
-            report.results[f"{prefix}one_worker_ratio"],
+            ratios[f"{prefix}one_worker"],
             ONE_WORKER_RATIO,
             "min",
         )
