@@ -8,7 +8,8 @@ delegates to B (`delegate` tool), which delegates to C, which answers; five
 model requests, two child executions, every event stored and published. Bare
 pydantic-ai does the same in one process: A's tool runs B with
 `usage=ctx.usage`, whose tool runs C, on the same `OpenAIChatModel` and fake
-model. A single plain turn (one request) is measured beside it, both ways.
+model. A single plain turn (one request) is measured beside it, both ways. Every
+Agentry turn runs in a fresh session, as every bare run starts without history.
 
 Overhead is Agentry's latency minus bare pydantic-ai's for the same work. The
 overhead per child execution is the tree's overhead minus a single turn's,
@@ -59,7 +60,9 @@ LEAF = f"[[tokens={TOKENS}]] answer"
 TREE_PROMPT = call("ask_middle", call("ask_leaf", LEAF))
 
 
-def _prepare(backend: Backend, model_url: str) -> tuple[Any, Any, Any]:
+def _prepare(
+    backend: Backend, model_url: str, turns: int
+) -> tuple[Any, dict[str, list[Any]]]:
     setup_django(backend.env(model_url))
     from django.core.management import call_command
 
@@ -85,9 +88,16 @@ def _prepare(backend: Backend, model_url: str) -> tuple[Any, Any, Any]:
     leaf = agent("leaf")
     middle = agent("middle", leaf, "ask_leaf")
     root = agent("root", middle, "ask_middle")
-    single = session_create(user=user, agent=agent("single"))
-    tree = session_create(user=user, agent=root)
-    return user, single, tree
+    single = agent("single")
+    # A fresh session per turn (the first one warms up): bare pydantic-ai
+    # carries no history, so neither may Agentry, or the tree's longer history
+    # (its tool calls and results) would be counted as the children's cost,
+    # growing with the number of turns.
+    sessions = {
+        label: [session_create(user=user, agent=chosen) for _ in range(turns + 1)]
+        for label, chosen in (("single", single), ("tree", root))
+    }
+    return user, sessions
 
 
 async def _turn(session: Any, user: Any, content: str) -> tuple[float, str]:
@@ -101,16 +111,14 @@ async def _turn(session: Any, user: Any, content: str) -> tuple[float, str]:
     return time.perf_counter() - started, execution.status
 
 
-async def _agentry(user: Any, single: Any, tree: Any, turns: int) -> dict[str, Any]:
+async def _agentry(user: Any, sessions: dict[str, list[Any]]) -> dict[str, Any]:
     measured: dict[str, Any] = {"single": [], "tree": [], "failed": 0}
-    await _turn(single, user, LEAF)  # warm-up: model client, caches
-    await _turn(tree, user, TREE_PROMPT)
-    for _ in range(turns):
-        for label, session, content in (
-            ("single", single, LEAF),
-            ("tree", tree, TREE_PROMPT),
-        ):
-            latency, status = await _turn(session, user, content)
+    prompts = {"single": LEAF, "tree": TREE_PROMPT}
+    for round_sessions in zip(sessions["single"], sessions["tree"], strict=True):
+        for label, session in zip(("single", "tree"), round_sessions, strict=True):
+            latency, status = await _turn(session, user, prompts[label])
+            if session is sessions[label][0]:
+                continue  # warm-up: model client, caches
             measured[label].append(latency)
             measured["failed"] += status != "succeeded"
     return measured
@@ -171,8 +179,8 @@ def main(args: argparse.Namespace) -> int:
     with open_backend(args.backend) as backend:
         model = FakeModelServer(backend.workdir / "logs").start()
         try:
-            user, single, tree = _prepare(backend, model.base_url)
-            measured = asyncio.run(_agentry(user, single, tree, turns))
+            user, sessions = _prepare(backend, model.base_url, turns)
+            measured = asyncio.run(_agentry(user, sessions))
             bare = asyncio.run(_bare(model.base_url, turns))
         finally:
             model.stop()
