@@ -127,18 +127,28 @@ class Agent(models.Model):
             slug, n = f"{base}-{n}", n + 1
         return slug
 
-    def config_snapshot(self) -> dict[str, Any]:
-        """Everything the agent runs with, as plain JSON (tools in a stable order)."""
-        tools = [
-            tool.as_config()
-            for tool in sorted(self.tools.all(), key=lambda t: (t.position, t.tool))
-        ]
+    def config_snapshot(
+        self, tools: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Everything the agent runs with, as plain JSON (tools in a stable order).
+
+        `tools`: the tool entries, when the caller already has them for this
+        version (`agents.selectors.agent_config_now`); read otherwise."""
+        if tools is None:
+            tools = self.tool_entries()
         return {
             "name": self.name,
             "description": self.description,
             **{field: getattr(self, field) for field in CONFIG_FIELDS},
             "tools": tools,
         }
+
+    def tool_entries(self) -> list[dict[str, Any]]:
+        """The tools' entries of `config_snapshot()`, in their stable order."""
+        return [
+            tool.as_config()
+            for tool in sorted(self.tools.all(), key=lambda t: (t.position, t.tool))
+        ]
 
 
 class AgentVersion(models.Model):

@@ -8,6 +8,8 @@ Public surface:
     agent_config_at(*, agent, version)  the config the agent runs with at a version
     delegation_target(*, owner_id, agent_id)  the agent a delegation of an agent
                                 owned by `owner_id` may run now, or None
+    agent_config_now(agent)     `agent.config_snapshot()`, its tools read once per
+                                version in this process
     listings_visible_to(user)   own listings plus every approved listing
 
 "Runnable" is narrower than "visible": an inactive agent runs for nobody, not
@@ -18,6 +20,9 @@ page runs other users' private agents in a session of the staff user).
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -77,16 +82,40 @@ def agent_config_at(*, agent: Agent, version: int) -> dict[str, Any]:
 
 def delegation_target(*, owner_id: Any, agent_id: Any) -> Agent | None:
     """The agent `agent_id`, if an agent owned by `owner_id` may hand work to it
-    now: the owner's own or a public one, and active (checked on every run)."""
-    return (
-        Agent.objects.filter(
-            Q(owner_id=owner_id) | Q(visibility=Agent.Visibility.PUBLIC),
-            pk=agent_id,
-            is_active=True,
-        )
-        .prefetch_related("tools")
-        .first()
-    )
+    now: the owner's own or a public one, and active (checked on every run,
+    one query; its config is `agent_config_now(agent)`)."""
+    return Agent.objects.filter(
+        Q(owner_id=owner_id) | Q(visibility=Agent.Visibility.PUBLIC),
+        pk=agent_id,
+        is_active=True,
+    ).first()
+
+
+_TOOL_ENTRIES: OrderedDict[tuple[Any, int], list[dict[str, Any]]] = OrderedDict()
+_TOOL_ENTRIES_KEPT = 512
+_tool_entries_lock = threading.Lock()
+
+
+def agent_config_now(agent: Agent) -> dict[str, Any]:
+    """`agent.config_snapshot()` for the row as just read, with its tools read
+    once per version in this process (the most recently used 512 versions).
+
+    Every change of an agent's tools bumps its version in the same transaction
+    (`agents.services`, the admin included), so the tools of a version never
+    change; everything else comes from the row. Each call gets its own copy.
+    """
+    key = (agent.pk, agent.version)
+    with _tool_entries_lock:
+        tools = _TOOL_ENTRIES.get(key)
+        if tools is not None:
+            _TOOL_ENTRIES.move_to_end(key)
+    if tools is None:
+        tools = agent.tool_entries()
+        with _tool_entries_lock:
+            _TOOL_ENTRIES[key] = tools
+            while len(_TOOL_ENTRIES) > _TOOL_ENTRIES_KEPT:
+                _TOOL_ENTRIES.popitem(last=False)
+    return agent.config_snapshot(tools=copy.deepcopy(tools))
 
 
 def listings_visible_to(user: User) -> QuerySet[Listing]:

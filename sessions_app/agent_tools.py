@@ -12,6 +12,7 @@ child is a failed tool result (`ToolFailed`), never a failed parent.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -46,21 +47,29 @@ class DelegateConfig(ToolConfig):
     config_schema=DelegateConfig,
 )
 def build_delegate(config: DelegateConfig, context: ToolContext) -> FunctionToolset:
-    from sessions_app.delegation import run_delegated
+    description = config.description or f"Hand a task to the agent {config.name}."
+    return FunctionToolset(
+        [_delegate_tool(str(config.agent), config.name, description)]
+    )
 
-    target = str(config.agent)
+
+@functools.lru_cache(maxsize=1024)
+def _delegate_tool(target: str, name: str, description: str) -> Tool[Any]:
+    """The tool, built once per target, name and description: building a
+    `Tool` derives its schema from the function (milliseconds), and every
+    run of a delegating agent would otherwise pay for it. It holds nothing
+    of a run (the child's turn comes from `ctx.deps`), so runs share it."""
+    from sessions_app.delegation import run_delegated
 
     async def delegate(ctx: RunContext[Any], task: str) -> str:
         return await run_delegated(ctx, target, task)
 
-    description = config.description or f"Hand a task to the agent {config.name}."
     # Sequential: the calls of one response run one at a time, so each child's
     # own usage is exactly what the shared run usage grew by while it ran.
-    tool = Tool(
+    return Tool(
         delegate,
         takes_ctx=True,
-        name=config.name,
+        name=name,
         description=description,
         sequential=True,
     )
-    return FunctionToolset([tool])

@@ -62,7 +62,7 @@ from pydantic_ai.exceptions import ApprovalRequired
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from agents.delegation import render_step_prompt
-from agents.selectors import delegation_target
+from agents.selectors import agent_config_now, delegation_target
 from sessions_app import approvals, broadcast, services
 from sessions_app.context import TurnContext, config_at
 from sessions_app.db import run_db
@@ -98,6 +98,10 @@ class Tree:
     user_id: Any
     #: The owner of this run's agent: whose visibility its targets need.
     owner_id: Any
+    #: The session's state and its user's tool role as the turn read them:
+    #: every run of the tree sees the same (a child reads neither again).
+    state: dict[str, Any] = field(default_factory=dict)
+    user_role: str = "user"
     usage: RunUsage = field(default_factory=RunUsage)
     limits: UsageLimits | None = None
     #: The shared usage when this run began (zero for a root).
@@ -126,6 +130,8 @@ class Tree:
             chain=(str(context.agent_id),),
             user_id=context.user_id,
             owner_id=context.owner_id,
+            state=context.state,
+            user_role=context.user_role,
             limits=limits,
         )
 
@@ -154,7 +160,12 @@ def _open_child(
     prompt: str,
     placement: dict[str, Any],
 ) -> _Opened:
-    """Checks the target, then stores the child's row and its first event."""
+    """Checks the target, then stores the child's row and its first event.
+
+    One query checks and reads the target (the tools of a version this
+    process has seen are not read again, `agent_config_now`), one transaction
+    stores the row and the numbered event; the session's state and its user's
+    role are the turn's, read when it began."""
     depth = parent.depth + 1
     limit = settings.AGENTRY_MAX_DELEGATION_DEPTH
     if depth > limit:
@@ -170,13 +181,7 @@ def _open_child(
     target = delegation_target(owner_id=parent.owner_id, agent_id=target_id)
     if target is None:
         raise DelegationRefused(UNAVAILABLE)
-    session = (
-        AgentExecution.objects.select_related("session", "user")
-        .get(pk=parent.execution_id)
-        .session
-    )
-    user = session.user
-    config = target.config_snapshot()
+    config = agent_config_now(target)
     now = timezone.now()
     with transaction.atomic():
         execution = AgentExecution.objects.create(
@@ -214,11 +219,11 @@ def _open_child(
         )
     context = TurnContext(
         config=config,
-        state=dict(session.state or {}),
+        state=dict(parent.state),
         user_id=parent.user_id,
         agent_id=target.pk,
         owner_id=target.owner_id,
-        user_role=getattr(user, "tool_role", "user"),
+        user_role=parent.user_role,
         history=[],
         prompt=prompt,
     )
