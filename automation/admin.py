@@ -1,4 +1,5 @@
-"""Admin: schedules with their next and last runs, webhook delivery attempts."""
+"""Admin: schedules with their next and last runs, webhook delivery attempts and
+the deliveries still to be made."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from automation.models import Schedule, WebhookDelivery
+from automation.models import PendingWebhook, Schedule, WebhookDelivery
+
+
+class _WrittenByTheDeliveries(admin.ModelAdmin):
+    """Shown, never added or edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Schedule)
@@ -29,7 +40,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(_WrittenByTheDeliveries):
     list_display = ("execution", "url", "attempt", "status_code", "error", "created_at")
     list_filter = ("status_code",)
     search_fields = ("url", "execution__id")
@@ -42,8 +53,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "created_at",
     )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(PendingWebhook)
+class PendingWebhookAdmin(_WrittenByTheDeliveries):
+    """Deleting one gives that delivery up."""
+
+    list_display = ("execution", "url", "attempt", "due_at")
+    search_fields = ("url", "execution__id")
+    readonly_fields = ("execution", "url", "attempt", "due_at")

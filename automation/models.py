@@ -4,7 +4,9 @@ A `Schedule` fires its agent with `input` at every slot of its five-field
 `cron` expression, read in `timezone`; `next_run_at` is the next slot (UTC)
 and is what the scheduler claims (`automation.schedules`). A
 `WebhookDelivery` is one attempt to POST an execution's end to one URL: a
-delivery retried three times is three rows with attempts 1, 2 and 3.
+delivery retried three times is three rows with attempts 1, 2 and 3. A
+`PendingWebhook` is a delivery still to be made: its next attempt and when
+it is due, stored so that no restart loses it (`automation.webhooks`).
 """
 
 from __future__ import annotations
@@ -127,3 +129,27 @@ class WebhookDelivery(models.Model):
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class PendingWebhook(models.Model):
+    execution = models.ForeignKey(
+        "sessions_app.AgentExecution", on_delete=models.CASCADE, related_name="+"
+    )
+    url = models.URLField(max_length=2000)
+    #: The number of the next attempt.
+    attempt = models.PositiveSmallIntegerField(default=1)
+    #: When it may be tried; a process trying it moves this on while it does,
+    #: so an attempt its process died in is tried again later.
+    due_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["due_at"]
+        indexes = [models.Index(fields=["due_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "url"], name="pending_webhook_unique_target"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} #{self.attempt} at {self.due_at}"

@@ -3,8 +3,8 @@
 Public surface:
     run_turn(execution_id, resume)          runs a stored turn through the runner
     deliver_webhook(execution_id, url, attempt)
-                                            one attempt to tell a URL a run finished;
-                                            queues the next attempt when it fails
+                                            stores a delivery to make; the delivery
+                                            loops of the processes that run turns make it
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ async def run_turn(
 
 
 @task()
-async def deliver_webhook(execution_id: str, url: str, attempt: int) -> bool:
+def deliver_webhook(execution_id: str, url: str, attempt: int) -> None:
+    """Kept for deliveries queued as tasks before they were stored as
+    `PendingWebhook` rows."""
     from automation import webhooks
 
-    return await webhooks.attempt_delivery(execution_id, url, attempt)
+    webhooks.add_pending(execution_id, url, attempt)

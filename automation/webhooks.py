@@ -12,14 +12,23 @@ agent's list). Requests go through the network guard (`tools.netguard`).
 
 A non-2xx answer or no answer is tried again after `AGENTRY_WEBHOOK_RETRY_BASE`
 * 2**(attempt-1) seconds, up to `MAX_ATTEMPTS` tries; a destination the guard
-refuses is not retried. Every attempt is a `WebhookDelivery` row. Deliveries
-never run on a turn's path: in `task` mode each attempt is a task
-(`automation.tasks.deliver_webhook`, later ones deferred with `run_after`),
-in `inline` mode they run on this process's own delivery loop (a thread).
+refuses is not retried. Every attempt is a `WebhookDelivery` row. A delivery
+still to be made is a `PendingWebhook` row (its next attempt and when it is
+due), stored as the execution ends, so a restart loses no attempt and no
+retry. Every process that runs turns (web processes in `inline` mode, workers
+in `task` mode) tries the due ones on a delivery loop of its own (a thread,
+never a turn's path), one process per row (`SELECT ... FOR UPDATE SKIP
+LOCKED`; a compare-and-set on SQLite). While a process tries a row its due
+time is moved `CLAIM_SECONDS` on, so a process that dies mid-attempt leaves
+it to be tried again then (a receiver may, rarely, hear an attempt twice).
 
 Public surface:
-    MAX_ATTEMPTS, EVENT, SIGNATURE_HEADER
-    execution_finished(execution)              schedules the deliveries (sync)
+    MAX_ATTEMPTS, EVENT, SIGNATURE_HEADER, CLAIM_SECONDS
+    execution_finished(execution)              stores the deliveries to make (sync)
+    add_pending(execution_id, url, attempt=1, delay=0.0)
+                                               stores one delivery to make (sync)
+    deliver_due() -> int                       tries the due deliveries (async)
+    start_delivering()                         this process's delivery loop (once)
     attempt_delivery(execution_id, url, attempt) -> bool   one attempt (async)
     sign(secret, body) -> str                  the header's value
     webhook_secret_rotate(user) -> str         a new secret, stored encrypted
@@ -29,6 +38,7 @@ Public surface:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -41,11 +51,12 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from accounts.secrets import decrypt, encrypt
-from automation import dispatch
-from automation.models import WebhookDelivery
+from automation.models import PendingWebhook, WebhookDelivery
 from sessions_app.db import run_db
 from sessions_app.frames import execution_payload
 from sessions_app.models import AgentExecution
@@ -108,62 +119,125 @@ def _targets(execution: AgentExecution) -> list[tuple[str, Any]]:
 
 
 def execution_finished(execution: AgentExecution) -> None:
-    """Schedules the deliveries of a finished execution (after its commit)."""
+    """Stores the deliveries of a finished execution (after its commit)."""
     if execution.status not in AgentExecution.FINAL_STATUSES:
         return
     try:
         for url, _ in _targets(execution):
-            _schedule(str(execution.pk), url, attempt=1, delay=0.0)
+            add_pending(execution.pk, url)
     except Exception:
         # Never let a webhook problem reach the turn that just ended.
-        logger.warning("scheduling webhooks of %s failed", execution.pk, exc_info=True)
+        logger.warning("storing webhooks of %s failed", execution.pk, exc_info=True)
+    _wake()
+
+
+def add_pending(
+    execution_id: Any, url: str, attempt: int = 1, delay: float = 0.0
+) -> None:
+    """Stores a delivery to make (at most one per execution and URL)."""
+    PendingWebhook.objects.bulk_create(
+        [
+            PendingWebhook(
+                execution_id=execution_id,
+                url=url,
+                attempt=attempt,
+                due_at=timezone.now() + dt.timedelta(seconds=delay),
+            )
+        ],
+        ignore_conflicts=True,
+    )
 
 
 def _retry_delay(attempt: int) -> float:
     """The wait before try `attempt + 1`."""
-    return settings.AGENTRY_WEBHOOK_RETRY_BASE * 2 ** (attempt - 1)
+    return float(settings.AGENTRY_WEBHOOK_RETRY_BASE * 2 ** (attempt - 1))
 
 
-def _schedule(execution_id: str, url: str, *, attempt: int, delay: float) -> None:
-    if dispatch.task_mode():
-        from automation.tasks import deliver_webhook
+# --------------------------------------------------------------------- the loop
 
-        task = deliver_webhook
-        if delay > 0:
-            task = task.using(run_after=timezone.now() + dt.timedelta(seconds=delay))
-        task.enqueue(execution_id, url, attempt)
-        return
-    asyncio.run_coroutine_threadsafe(
-        _deliver_later(execution_id, url, attempt, delay), _delivery_loop()
+#: A due row being tried is not due again for this long (an attempt takes at
+#: most `TIMEOUT_SECONDS`).
+CLAIM_SECONDS = 3 * TIMEOUT_SECONDS
+#: The longest pause between two looks for due deliveries.
+IDLE_SECONDS = 1.0
+#: Tried at once by one process.
+BATCH = 20
+
+
+def _claim_due() -> list[PendingWebhook]:
+    now = timezone.now()
+    claimed: list[PendingWebhook] = []
+    with transaction.atomic():
+        due = PendingWebhook.objects.select_for_update(skip_locked=True).filter(
+            due_at__lte=now
+        )
+        for row in due.order_by("due_at")[:BATCH]:
+            # On SQLite (no row locks) the compare-and-set decides.
+            moved = PendingWebhook.objects.filter(pk=row.pk, due_at=row.due_at).update(
+                due_at=now + dt.timedelta(seconds=CLAIM_SECONDS)
+            )
+            if moved:
+                claimed.append(row)
+    return claimed
+
+
+async def deliver_due() -> int:
+    """Tries the deliveries due now (this process's share); returns how many."""
+    claimed = await run_db(_claim_due)
+    await asyncio.gather(
+        *(attempt_delivery(str(r.execution_id), r.url, r.attempt) for r in claimed),
+        return_exceptions=True,
     )
+    return len(claimed)
 
 
-async def _deliver_later(
-    execution_id: str, url: str, attempt: int, delay: float
-) -> None:
-    if delay > 0:
-        await asyncio.sleep(delay)
-    try:
-        await attempt_delivery(execution_id, url, attempt)
-    except Exception:
-        logger.warning("webhook delivery to %s failed", url, exc_info=True)
+def _next_due_in() -> float:
+    first = PendingWebhook.objects.aggregate(first=Min("due_at"))["first"]
+    if first is None:
+        return IDLE_SECONDS
+    return max(0.0, min(IDLE_SECONDS, (first - timezone.now()).total_seconds()))
+
+
+async def _deliver_forever(woken: asyncio.Event) -> None:
+    while True:
+        woken.clear()
+        wait = IDLE_SECONDS
+        try:
+            if await deliver_due():
+                continue
+            wait = await run_db(_next_due_in)
+        except Exception:
+            logger.warning("delivering due webhooks failed", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), timeout=wait)
 
 
 _loop: asyncio.AbstractEventLoop | None = None
+_woken: asyncio.Event | None = None
 _loop_lock = threading.Lock()
 
 
-def _delivery_loop() -> asyncio.AbstractEventLoop:
-    """This process's delivery loop (inline mode), on a daemon thread of its own."""
-    global _loop
+def start_delivering() -> None:
+    """Starts this process's delivery loop, on a daemon thread of its own so
+    that a slow receiver never slows a turn (once per process)."""
+    global _loop, _woken
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=loop.run_forever, name="agentry-webhooks", daemon=True
-            ).start()
-            _loop = loop
-        return _loop
+        if _loop is not None and not _loop.is_closed():
+            return
+        loop = asyncio.new_event_loop()
+        woken = asyncio.Event()
+        threading.Thread(
+            target=loop.run_forever, name="agentry-webhooks", daemon=True
+        ).start()
+        asyncio.run_coroutine_threadsafe(_deliver_forever(woken), loop)
+        _loop, _woken = loop, woken
+
+
+def _wake() -> None:
+    """Tells this process's delivery loop, if it runs one, to look now."""
+    loop, woken = _loop, _woken
+    if loop is not None and woken is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(woken.set)
 
 
 # --------------------------------------------------------------------- delivery
@@ -182,8 +256,9 @@ def _body_and_secret(execution_id: str) -> tuple[bytes, str] | None:
 
 
 async def attempt_delivery(execution_id: str, url: str, attempt: int) -> bool:
-    """POSTs the execution's end to `url` once, records the attempt and, when
-    it failed and may succeed later, schedules the next one. True if delivered."""
+    """POSTs the execution's end to `url` once and records the attempt with
+    what follows it (the next attempt, when it failed and may succeed later).
+    True if delivered."""
     from tools.netguard import DestinationRefused, guarded_client
 
     loaded = await run_db(_body_and_secret, execution_id)
@@ -215,20 +290,44 @@ async def attempt_delivery(execution_id: str, url: str, attempt: int) -> bool:
     except (httpx.HTTPError, TimeoutError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS] or type(exc).__name__
     delivered = not error
+    retry = not delivered and retryable and attempt < MAX_ATTEMPTS
     await run_db(
-        WebhookDelivery.objects.create,
-        execution_id=execution_id,
-        url=url,
-        attempt=attempt,
-        status_code=status_code,
-        error=error,
+        _record,
+        execution_id,
+        url,
+        attempt,
+        status_code,
+        error,
+        _retry_delay(attempt) if retry else None,
     )
-    if not delivered and retryable and attempt < MAX_ATTEMPTS:
-        await run_db(
-            _schedule,
-            execution_id,
-            url,
-            attempt=attempt + 1,
-            delay=_retry_delay(attempt),
-        )
     return delivered
+
+
+def _record(
+    execution_id: str,
+    url: str,
+    attempt: int,
+    status_code: int | None,
+    error: str,
+    retry_in: float | None,
+) -> None:
+    """Stores the attempt and, in the same transaction, the delivery's next
+    attempt or its end."""
+    with transaction.atomic():
+        WebhookDelivery.objects.create(
+            execution_id=execution_id,
+            url=url,
+            attempt=attempt,
+            status_code=status_code,
+            error=error,
+        )
+        pending = PendingWebhook.objects.filter(
+            execution_id=execution_id, url=url, attempt=attempt
+        )
+        if retry_in is None:
+            pending.delete()
+        else:
+            pending.update(
+                attempt=attempt + 1,
+                due_at=timezone.now() + dt.timedelta(seconds=retry_in),
+            )

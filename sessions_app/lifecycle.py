@@ -5,7 +5,8 @@ Public surface:
     session_freed(session_id)                the event a queued turn waits on (per loop)
     free_session(session_id)                 wakes it: a turn of the session ended here
     ensure_supervisor()                      starts this process's housekeeping (once per loop):
-                                             heartbeats, sweeps, cancels from other processes
+                                             heartbeats, sweeps, cancels from other processes,
+                                             due schedules and webhook deliveries
     lease()                                  how long a silent turn is taken to be alive
     is_stale(turn)                           whether the sweep would end that unfinished turn
     sweep_stale_executions[_sync]()          ends turns whose process died and that no
@@ -221,7 +222,11 @@ def ensure_supervisor() -> None:
     if loop in _supervised_loops:
         return
     _supervised_loops.add(loop)
-    from automation import schedules
+    from automation import schedules, webhooks
+
+    if _takes_over():
+        # Webhook deliveries go where turns run (their own thread, once).
+        webhooks.start_delivering()
 
     for housekeeping in (
         _beat_forever(),

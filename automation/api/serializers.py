@@ -13,11 +13,15 @@ from core.serializers import StrictCharField, StrictModelSerializer, StrictUUIDF
 from sessions_app.api.serializers import ExecutionSerializer
 from sessions_app.models import Session
 from sessions_app.selectors import sessions_of
+from tools.netguard import url_refusal
 
 
 def _http_url(value: str) -> str:
-    if not value.lower().startswith(("http://", "https://")):
-        raise serializers.ValidationError("Only http and https URLs are allowed.")
+    """The network guard's rules that need no lookup (an agent's `webhooks`
+    are checked the same way)."""
+    problem = url_refusal(value) if value else None
+    if problem is not None:
+        raise serializers.ValidationError(f"{problem[0].upper()}{problem[1:]}.")
     return value
 
 

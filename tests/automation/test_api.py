@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from accounts.secrets import decrypt
 from automation import schedules
-from automation.models import Schedule, WebhookDelivery
+from automation.models import PendingWebhook, Schedule, WebhookDelivery
 from sessions_app.db import run_db
 from sessions_app.models import AgentExecution, Session
 from tests.plugins.runtime import access_token
@@ -74,6 +75,7 @@ def agent(make_agent, user):
         ({"input": 5}, "input"),
         ({"input": "hi", "webhook_url": "ftp://example.com/x"}, "webhook_url"),
         ({"input": "hi", "webhook_url": "not a url"}, "webhook_url"),
+        ({"input": "hi", "webhook_url": "http://10.0.0.7/hook"}, "webhook_url"),
         ({"input": "hi", "session": "nope"}, "session"),
     ],
 )
@@ -349,6 +351,70 @@ async def test_an_inline_run_tells_its_webhook_without_waiting_for_it(
                 break
             await asyncio.sleep(0.05)
         assert [(r.attempt, r.status_code, r.error) for r in rows] == [(1, 200, "")]
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+class _FailingReceiver:
+    """Answers 500 `failures` times, then 204."""
+
+    def __init__(self, failures: int) -> None:
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if len(receiver.statuses) < failures else 204
+                receiver.statuses.append(status)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_inline_runs_webhook_that_fails_twice_is_one_delivery_of_three_attempts(
+    fake_llm, user, make_agent, settings
+):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    settings.AGENTRY_WEBHOOK_RETRY_BASE = 0.05
+    receiver = _FailingReceiver(failures=2)
+    agent = await sync_to_async(make_agent)(user)
+    try:
+        response = await AsyncClient().post(
+            f"/api/agents/{agent.pk}/runs/",
+            {"input": QUICK, "webhook_url": receiver.url},
+            content_type="application/json",
+            headers=_bearer(user),
+        )
+        execution = await _until_finished(response.json()["execution"]["id"])
+        for _ in range(400):
+            rows = await run_db(
+                lambda: list(WebhookDelivery.objects.filter(execution=execution))
+            )
+            if len(rows) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert [(r.attempt, r.status_code) for r in rows] == [
+            (1, 500),
+            (2, 500),
+            (3, 204),
+        ]
+        assert receiver.statuses == [500, 500, 204]
+        assert not await run_db(PendingWebhook.objects.exists), "nothing left to do"
+        # Each retry waited its backoff: 0.05 s, then 0.1 s.
+        gaps = [
+            (later.created_at - earlier.created_at).total_seconds()
+            for earlier, later in itertools.pairwise(rows)
+        ]
+        assert gaps[0] >= 0.05 and gaps[1] >= 0.1, gaps
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()

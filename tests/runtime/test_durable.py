@@ -343,9 +343,7 @@ def test_every_write_of_a_turn_taken_over_since_is_refused(user, make_session):
     )
     assert Event.objects.filter(session=session).count() == 1
     # The new holder's writes go through.
-    [stored] = services.events_append(
-        session.pk, [spec], execution_id=dead.pk, fence=1
-    )
+    [stored] = services.events_append(session.pk, [spec], execution_id=dead.pk, fence=1)
     assert stored.sequence_number == 2
     durable.save_step(dead.pk, [], {"requests": 1}, 1)
     finished, _ = services.execution_finish(
