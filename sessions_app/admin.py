@@ -61,15 +61,9 @@ class EventInline(ReadOnlyAdminMixin, admin.TabularInline[Event, Session]):
 class SessionAdminForm(forms.ModelForm[Session]):
     class Meta:
         model = Session
-        fields = [
-            "agent",
-            "user",
-            "title",
-            "external_session_id",
-            "agent_version",
-            "state",
-            "configuration",
-        ]
+        # Every field a person sets; the log's counter and the times are not
+        # editable and so never part of the form.
+        fields = "__all__"
 
     def clean(self) -> dict[str, Any]:
         super().clean()

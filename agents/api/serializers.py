@@ -22,6 +22,7 @@ from agents.factory import (
     validate_output_schema,
 )
 from agents.models import (
+    CONFIG_FIELDS,
     TOOL_ENTRY_FIELDS,
     Agent,
     AgentTool,
@@ -101,13 +102,7 @@ class AgentSerializer(StrictModelSerializer):
             "name",
             "slug",
             "description",
-            "model",
-            "instructions",
-            "model_settings",
-            "output_schema",
-            "usage_limits",
-            "kind",
-            "workflow",
+            *CONFIG_FIELDS,
             "visibility",
             "is_active",
             "webhooks",

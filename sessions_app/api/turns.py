@@ -21,7 +21,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +29,7 @@ from rest_framework.views import APIView
 from accounts.authenticated import authenticated_user
 from agents.selectors import agents_visible_to
 from core.errors import ApiError
+from core.renderers import PassThroughRenderer
 from core.serializers import StrictCharField, StrictChoiceField, StrictUUIDField
 from sessions_app import broadcast, runner, selectors, services
 from sessions_app.api.serializers import EventSerializer, ExecutionSerializer
@@ -44,7 +45,7 @@ from sessions_app.turn_request import (
 KEEP_ALIVE_SECONDS = 15.0
 
 
-class EventStreamRenderer(BaseRenderer):
+class EventStreamRenderer(PassThroughRenderer):
     """Lets `Accept: text/event-stream` (or `?format=sse`) through content
     negotiation; the stream itself is a `StreamingHttpResponse`, and errors
     before it starts are JSON (`core.errors`)."""
@@ -52,14 +53,6 @@ class EventStreamRenderer(BaseRenderer):
     media_type = "text/event-stream"
     format = "sse"
     charset = "utf-8"
-
-    def render(
-        self,
-        data: Any,
-        accepted_media_type: str | None = None,
-        renderer_context: Mapping[str, Any] | None = None,
-    ) -> bytes:
-        return json.dumps(data).encode()
 
 
 class MessageSerializer(serializers.Serializer[Any]):

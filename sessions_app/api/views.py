@@ -6,9 +6,6 @@ Every queryset is scoped to the requesting user, so another user's objects are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
@@ -22,7 +19,7 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -31,6 +28,7 @@ from accounts.authenticated import authenticated_user
 from core.errors import ApiError, PayloadTooLarge
 from core.filters import StrictFilterSet
 from core.pagination import MAX_POSITION, SequencePagination
+from core.renderers import PassThroughRenderer
 from sessions_app import approvals, selectors, services
 from sessions_app.api.serializers import (
     ApprovalDecisionSerializer,
@@ -236,19 +234,11 @@ class ExecutionViewSet(viewsets.ReadOnlyModelViewSet[AgentExecution]):
         return self.get_paginated_response(data)
 
 
-class DownloadRenderer(BaseRenderer):
+class DownloadRenderer(PassThroughRenderer):
     """Lets a download be asked for with any `Accept`; its errors stay JSON."""
 
     media_type = "*/*"
     format = "download"
-
-    def render(
-        self,
-        data: Any,
-        accepted_media_type: str | None = None,
-        renderer_context: Mapping[str, Any] | None = None,
-    ) -> bytes:
-        return JSONRenderer().render(data)
 
 
 class ArtifactFilter(StrictFilterSet):
