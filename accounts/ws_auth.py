@@ -142,7 +142,7 @@ def _credentials_revoked(user: Any, issued_at: float) -> bool:
 
 
 def recheck_seconds() -> float:
-    return float(getattr(settings, "AGENTRY_WS_AUTH_RECHECK_SECONDS", 5.0))
+    return float(settings.AGENTRY_WS_AUTH_RECHECK_SECONDS)
 
 
 def expired(auth: SocketAuth) -> bool:

@@ -360,6 +360,11 @@ AGENTRY_TURN_LEASE = env.float("AGENTRY_TURN_LEASE", default=20.0)
 AGENTRY_TURN_MAX_ATTEMPTS = env.int("AGENTRY_TURN_MAX_ATTEMPTS", default=3)
 # How often each process looks for approvals past their deadline: a pending
 # approval is acted on within this long of expiring (the contract says 10 s).
+# How often a websocket's credentials (token expiry, revocation, the user's
+# state) are looked at again while it is open; 0 looks on every frame.
+AGENTRY_WS_AUTH_RECHECK_SECONDS = env.float(
+    "AGENTRY_WS_AUTH_RECHECK_SECONDS", default=5.0
+)
 AGENTRY_APPROVAL_SWEEP_SECONDS = env.float(
     "AGENTRY_APPROVAL_SWEEP_SECONDS", default=5.0
 )
