@@ -27,6 +27,7 @@ from pydantic_ai.messages import ModelMessage, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from sessions_app.models import Event
+from tests.tools.test_netguard import ChangingResolver
 from tools.mcp import MAX_RESPONSE_BYTES, remote_mcp_toolset_class
 from tools.registry import (
     ToolConfigError,
@@ -271,18 +272,6 @@ async def test_loopback_is_refused_by_default(mcp, settings):
 async def test_a_private_server_is_reachable_when_private_urls_are_allowed(mcp):
     script = await run_script(mcp_toolset(mcp.url), ("add", {"a": 1, "b": 2}))
     assert script.returned[0].content == 3
-
-
-@dataclass
-class ChangingResolver:
-    """Answers each lookup with the next list of `answers` (the last one repeats)."""
-
-    answers: list[list[str]]
-    calls: list[tuple[str, int]] = field(default_factory=list)
-
-    async def __call__(self, host: str, port: int) -> list[str]:
-        self.calls.append((host, port))
-        return self.answers[min(len(self.calls), len(self.answers)) - 1]
 
 
 def named_host_server() -> Any:
