@@ -23,6 +23,9 @@ Public surface:
     outside_env()                     this environment without the product's settings (for
                                       any spawned product process)
     stop_process_group(proc, timeout) SIGTERM to a child's process group, SIGKILL after timeout
+    spawn(command, log), wait_until_up(proc, up, ...)
+                                      start a child in its own process group; wait
+                                      until it answers (or say why it died)
 
 Every process is started in its own process group (`start_new_session=True`)
 and stopping signals the whole group, so nothing it spawned outlives it. Logs
@@ -54,8 +57,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import httpx
 
@@ -132,6 +136,46 @@ def outside_env() -> dict[str, str]:
         # Nor the development `.env` that `make run` leaves in the checkout.
         "AGENTRY_ENV_FILE": "",
     }
+
+
+def spawn(
+    command: list[str],
+    log: IO[bytes],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = PROJECT_ROOT,
+) -> subprocess.Popen[bytes]:
+    """Starts `command` in a process group of its own (so stopping it reaches
+    whatever it spawned), its output appended to `log`, no stdin."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until_up(
+    proc: subprocess.Popen[bytes],
+    up: Callable[[], bool],
+    *,
+    what: str,
+    log_path: Path,
+    timeout: float,
+) -> bool:
+    """Polls `up()` until it holds (True) or `timeout` passes (False); raises
+    ProcessError, with the log's tail, when the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ProcessError(f"{what} exited:\n{_tail(log_path)}")
+        if up():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -330,7 +374,7 @@ class LiveServer(LiveProcess):
         log = self.log_path.open("ab")
         log.write(f"$ daphne -p {self.port}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [
                 DAPHNE,
                 "-b",
@@ -339,12 +383,8 @@ class LiveServer(LiveProcess):
                 str(self.port),
                 "config.asgi:application",
             ],
-            cwd=PROJECT_ROOT,
+            log,
             env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
         )
         log.close()
         self.wait_healthy(self.startup_timeout)
@@ -419,29 +459,20 @@ class FakeModelServer:
 
     def start(self, timeout: float = 20.0) -> FakeModelServer:
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    PYTHON,
-                    "-m",
-                    "testing.fake_openai",
-                    "--port",
-                    str(self.port),
-                    *self.args,
-                ],
-                cwd=PROJECT_ROOT,
+            args = ["--port", str(self.port), *self.args]
+            self.proc = spawn(
+                [PYTHON, "-m", "testing.fake_openai", *args],
+                log,
                 env=outside_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ProcessError(f"fake model server exited:\n{_tail(self.log_path)}")
-            if _port_open(self.port):
-                return self
-            time.sleep(0.05)
+        if wait_until_up(
+            self.proc,
+            lambda: _port_open(self.port),
+            what="fake model server",
+            log_path=self.log_path,
+            timeout=timeout,
+        ):
+            return self
         self.stop()
         raise ProcessError(f"fake model server did not listen on {self.port}")
 
@@ -475,30 +506,21 @@ class RedisServer:
         if binary is None:
             raise ProcessError("redis-server is not installed")
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            # Loopback only, nothing written to disk.
+            options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            self.proc = spawn(
+                [binary, "--port", str(self.port), *options],
+                log,
+                cwd=None,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ProcessError(f"redis-server exited:\n{_tail(self.log_path)}")
-            if redis_available(self.url()):
-                return self
-            time.sleep(0.05)
+        if wait_until_up(
+            self.proc,
+            lambda: redis_available(self.url()),
+            what="redis-server",
+            log_path=self.log_path,
+            timeout=timeout,
+        ):
+            return self
         raise ProcessError(f"redis-server did not answer on {self.port}")
 
     def stop(self) -> None:

@@ -12,11 +12,10 @@ says it is ready (loaded, claiming tasks).
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-from testing.live import PROJECT_ROOT, PYTHON, LiveProcess, ProcessError, _tail
+from testing.live import PYTHON, LiveProcess, ProcessError, _tail, spawn
 
 
 class LiveWorker(LiveProcess):
@@ -40,14 +39,8 @@ class LiveWorker(LiveProcess):
             self._log_start = log.tell()
             log.write(f"$ manage.py worker {' '.join(self.args)}\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(
-                [PYTHON, "manage.py", "worker", *self.args],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            self.proc = spawn(
+                [PYTHON, "manage.py", "worker", *self.args], log, env=self.env
             )
         if wait:
             self.wait_ready()
