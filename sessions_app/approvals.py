@@ -3,11 +3,16 @@ what expired.
 
 Public surface:
     APPROVAL_EXPIRED                         what an expired call answers the model
-    WAITING_ON                               the deferral metadata of a delegating call
-                                             whose child waits for approval
+    WAITING_ON, WAITING_ACTION               the deferral metadata of a delegating call
+                                             whose child waits for approval, and the
+                                             `actions` key its paused parent stores
     Pause, pause_of(requests, now)           what a pausing run stores: its own pending
-                                             calls, the children it waits on, its deadline
-    approval_requests(requests, now)         a pausing turn's pending calls and deadline
+                                             calls (each with its edit rights and the
+                                             deadline), the children it waits on, its deadline
+    waiting_entry(child, **placement)        what a parent stores of a child it waits on
+    deadline_of(entry), waiting_on(execution_id)
+                                             a waiting child's deadline; the children a
+                                             paused execution waits on
     pending_approvals(execution_id, user_id) -> (root execution, requests of its tree)
     parse_decisions(requests, decisions)     -> list[services.Decision]
     deferred_results(decisions)              -> DeferredToolResults for the resumed run
@@ -92,7 +97,11 @@ class Pause:
 
 def pause_of(requests: DeferredToolRequests, now: dt.datetime | None = None) -> Pause:
     """A pausing run's own pending calls, the children it waits on, and its
-    deadline: the earliest of its own calls' and its children's."""
+    deadline: the earliest of its own calls' and its children's.
+
+    Each request says when it expires (the run's deadline), whether its
+    arguments may be edited and, if so, their JSON schema.
+    """
     now = now or timezone.now()
     own, waiting_on, deadlines = [], [], []
     for call in requests.approvals:
@@ -149,19 +158,6 @@ def deadline_of(entry: dict[str, Any]) -> dt.datetime | None:
 def waiting_on(execution_id: Any) -> list[dict[str, Any]]:
     """The children a paused execution waits on, as its pause stored them."""
     return list(_pause_actions(execution_id).get(WAITING_ACTION, []))
-
-
-def approval_requests(
-    requests: DeferredToolRequests, now: dt.datetime | None = None
-) -> tuple[list[dict[str, Any]], dt.datetime]:
-    """The pending calls a pausing turn stores, and the turn's deadline.
-
-    Each request says when it expires (the turn's deadline), whether its
-    arguments may be edited and, if so, their JSON schema.
-    """
-    pause = pause_of(requests, now)
-    assert pause.deadline is not None
-    return pause.pending, pause.deadline
 
 
 def pending_approvals(

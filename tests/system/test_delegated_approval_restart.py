@@ -4,7 +4,8 @@ One daphne process on a fresh PostgreSQL database and Redis, with the fake
 model server (`testing.live`). A delegating agent's child calls a tool that
 needs approval; the turn pauses at every level, the process is killed with
 SIGKILL and a fresh one is started, and the decision, sent over REST to the
-new process, finishes the turn from what was stored.
+new process, finishes the turn from what was stored; in `task` mode the
+worker is killed too, and a fresh worker runs the resumed turn.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import json
 
 import pytest
 
+from testing.workers import LiveWorker
 from tests.system.conftest import assert_gapless
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# Two stacks, a worker and two restarts on a loaded machine take a while.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _call(tool: str, task: str) -> str:
@@ -32,9 +35,21 @@ def stack(stack_factory):
     return stack
 
 
-def test_approval_inside_a_child_across_a_restart(stack):
-    server = stack.servers[0]
-    api = stack.user(server)
+@pytest.fixture(scope="module")
+def task_stack(stack_factory):
+    """`task` mode: the web process only accepts and streams; a worker runs turns."""
+    stack = stack_factory(AGENTRY_TURN_EXECUTION="task")
+    stack.server("web")
+    worker = LiveWorker(stack.env, stack.logs, name="worker").start(wait=False)
+    worker.wait_ready()
+    stack.worker = worker
+    yield stack
+    worker.stop(timeout=10)
+
+
+def _pause_a_tree(stack, api) -> tuple[dict, dict, str, dict]:
+    """A turn whose delegated child waits for approval of a read_file call:
+    (session, root execution, child id, the child's request)."""
     (stack.base / "workspace").mkdir(exist_ok=True)
     (stack.base / "workspace" / "notes.txt").write_text("remember the milk")
     helper = api.create_agent(
@@ -63,11 +78,11 @@ def test_approval_inside_a_child_across_a_restart(stack):
         e["execution"] for e in paused["events"] if e["execution"] != root["id"]
     )
     assert api.execution(child_id)["status"] == "awaiting_approval"
+    return session, root, child_id, request
 
-    server.kill()
-    server.proc = None
-    server.start()
 
+def _approve_and_check(api, session, root, child_id, request) -> None:
+    """Approves over REST with the child's id; the turn completes."""
     response = api.post(
         f"/api/executions/{child_id}/approve/",
         json={"decisions": {request["tool_call_id"]: True}},
@@ -89,3 +104,31 @@ def test_approval_inside_a_child_across_a_restart(stack):
     assert len(calls) == len(set(calls)) == 2, "no call is stored twice"
     assert sorted(results) == sorted(calls)
     assert [e["execution"] for e in events if e["turn_complete"]] == [root["id"]]
+
+
+def test_approval_inside_a_child_across_a_restart(stack):
+    server = stack.servers[0]
+    api = stack.user(server)
+    session, root, child_id, request = _pause_a_tree(stack, api)
+
+    server.kill()
+    server.proc = None
+    server.start()
+
+    _approve_and_check(api, session, root, child_id, request)
+
+
+def test_approval_inside_a_child_across_a_restart_in_task_mode(task_stack):
+    """The web process and the worker are both killed and started afresh."""
+    web = task_stack.servers[0]
+    api = task_stack.user(web)
+    session, root, child_id, request = _pause_a_tree(task_stack, api)
+
+    for process in (web, task_stack.worker):
+        process.kill()
+        process.proc = None
+    web.start()
+    task_stack.worker.start(wait=False)
+    task_stack.worker.wait_ready()
+
+    _approve_and_check(api, session, root, child_id, request)
