@@ -84,6 +84,14 @@ UNAVAILABLE = (
 )
 
 
+class _EndedOnResume(DelegationRefused):
+    """A paused child that may no longer run ended `failed`; its frames."""
+
+    def __init__(self, frames: list[Any]) -> None:
+        super().__init__(UNAVAILABLE)
+        self.frames = frames
+
+
 @dataclass
 class Tree:
     """A run's place in its turn's tree."""
@@ -254,7 +262,11 @@ async def resume_child(parent: Tree, child_id: str) -> AgentExecution:
     turn's decision has set it running again; returns it finished (or
     paused again). Raises DelegationRefused when its agent may no longer run
     here (the child then ends failed)."""
-    opened, results = await run_db(_reopen_child, parent, child_id)
+    try:
+        opened, results = await run_db(_reopen_child, parent, child_id)
+    except _EndedOnResume as exc:
+        await broadcast.publish(parent.session_id, *exc.frames)
+        raise
     return await _run_opened(parent, opened, resume=results)
 
 
@@ -268,7 +280,7 @@ def _reopen_child(parent: Tree, child_id: str) -> tuple[_Opened, Any]:
             f"The delegated agent's run is {child.status}; it cannot go on."
         )
     if delegation_target(owner_id=parent.owner_id, agent_id=child.agent_id) is None:
-        services.execution_finish(
+        ended, events = services.execution_finish(
             child.pk,
             status=Status.FAILED,
             error_code="delegation_refused",
@@ -280,7 +292,9 @@ def _reopen_child(parent: Tree, child_id: str) -> tuple[_Opened, Any]:
                 )
             ],
         )
-        raise DelegationRefused(UNAVAILABLE)
+        raise _EndedOnResume(
+            [*(event_frame(e) for e in events), execution_frame(ended)]
+        )
     own = list(child.messages or [])
     context = TurnContext(
         config=config_at(child.agent, child.agent_version),

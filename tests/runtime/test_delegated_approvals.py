@@ -397,3 +397,33 @@ def test_the_terminal_chat_asks_for_a_childs_call_inside_its_block(
     root, child = AgentExecution.objects.order_by("created_at")
     assert (root.status, child.status) == ("succeeded", "succeeded")
     assert ApprovalDecision.objects.get().via == "terminal"
+
+
+async def test_a_child_whose_agent_became_unavailable_ends_failed_on_resume(
+    fake_llm, user, agents, new_session, ws_connect, settings
+):
+    ws, session, frames = await paused_tree(agents, new_session, ws_connect, user)
+    root, child = await tree_of(session)
+    helper = await sync_to_async(lambda: child.agent)()
+    helper.is_active = False
+    await sync_to_async(helper.save)()
+    await ws.send(
+        {
+            "type": "approve",
+            "execution": str(root.pk),
+            "decisions": {request_of(frames)["tool_call_id"]: True},
+        }
+    )
+    resumed = await ws.until(root_ended)
+    assert resumed[-1]["execution"]["status"] == "succeeded"
+    root, child = await tree_of(session)
+    assert (child.status, child.error_code) == ("failed", "delegation_refused")
+    assert not (settings.REPO_ROOT / "out.txt").exists()
+    refused = next(
+        e
+        for e in stored(resumed)
+        if e["kind"] == "tool_result" and e["execution"] == str(root.pk)
+    )
+    assert refused["metadata"]["is_error"] and "not available" in refused["content"]
+    streamed = [e["sequence_number"] for e in stored(resumed)]
+    assert streamed == list(range(streamed[0], streamed[0] + len(streamed)))
