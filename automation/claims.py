@@ -143,6 +143,13 @@ class RQClaims:
             def procline(self, message: str) -> None:
                 """Leaves the process title alone."""
 
+            def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
+                """RQ shortens a job's heartbeat as its job timeout (180 s by
+                default) nears, for the work horse it would kill; nothing is
+                killed here (a turn has AGENTRY_TURN_TIMEOUT), so a long turn
+                keeps a full heartbeat and is not failed as abandoned."""
+                return int(self.job_monitoring_interval) + 60
+
         try:
             self.queues = [
                 django_rq.get_queue(name, job_class=Job) for name in queue_names

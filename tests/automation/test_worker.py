@@ -38,7 +38,7 @@ async def meet(expected: int) -> int:
     """Ends once `expected` of these run at the same time (a worker that ran
     them one at a time would never get there)."""
     _arrived.append(expected)
-    for _ in range(500):
+    for _ in range(1500):
         if len(_arrived) >= expected:
             return len(_arrived)
         await asyncio.sleep(0.01)
@@ -151,13 +151,15 @@ async def test_a_failing_task_is_recorded_failed_with_its_error(start_worker):
     assert "this task always fails" in failed.errors[-1].traceback
 
 
-async def test_a_delayed_task_runs_once_it_is_due(start_worker):
+async def test_a_delayed_task_runs_once_it_is_due(start_worker, task_backend):
     start_worker()
-    due = timezone.now() + dt.timedelta(seconds=0.5)
+    due = timezone.now() + dt.timedelta(seconds=1.5)
     queued = await add.using(run_after=due).aenqueue(1, 1)
     done = await _result(queued.id, until=_ended)
     assert done.status == TaskResultStatus.SUCCESSFUL
-    assert done.started_at >= due - dt.timedelta(milliseconds=50)
+    # RQ keeps a delayed job's time in whole seconds (rounded down).
+    earliest = due.replace(microsecond=0) if task_backend == "rq" else due
+    assert done.started_at >= earliest
 
 
 async def test_two_workers_share_a_queue_and_run_each_task_once(start_worker):

@@ -44,6 +44,16 @@ def test_a_command_without_a_key_says_so_in_one_line() -> None:
     assert "make run" in lines[0]
 
 
+def test_the_rq_task_backend_without_redis_says_so_in_one_line() -> None:
+    env = {**outside_env(), "DEBUG": "1", "AGENTRY_TASK_BACKEND": "rq"}
+    done = manage("check", env=env)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: AGENTRY_TASK_BACKEND=rq keeps its queue in Redis: set REDIS_URL."
+    )
+
+
 def _data_env(tmp_path: Path) -> dict[str, str]:
     return {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
