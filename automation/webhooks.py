@@ -162,6 +162,8 @@ CLAIM_SECONDS = 3 * TIMEOUT_SECONDS
 IDLE_SECONDS = 1.0
 #: Tried at once by one process.
 BATCH = 20
+#: The pause when the due rows were all claimed by other processes.
+CONTENDED_SECONDS = 0.05
 
 
 def _claim_due() -> list[PendingWebhook]:
@@ -201,13 +203,16 @@ def _next_due_in() -> float:
 async def _deliver_forever(woken: asyncio.Event) -> None:
     while True:
         woken.clear()
-        wait = IDLE_SECONDS
         try:
-            if await deliver_due():
-                continue
+            # One indexed read while idle; a claim only when something is due.
             wait = await run_db(_next_due_in)
+            if wait <= 0:
+                if await deliver_due():
+                    continue
+                wait = CONTENDED_SECONDS  # another process claims them
         except Exception:
             logger.warning("delivering due webhooks failed", exc_info=True)
+            wait = IDLE_SECONDS
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), timeout=wait)
 
