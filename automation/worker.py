@@ -10,7 +10,8 @@ differ, in the backend's claim strategy (`automation.claims`). Any number of
 workers share one queue and each task runs once.
 
 It also runs the process housekeeping every turn-running process runs
-(`sessions_app.lifecycle`: heartbeats, sweeps, cancels from other processes)
+(`sessions_app.lifecycle`: heartbeats, sweeps, cancels from other processes),
+the end of task rows a killed worker left running (`automation.orphans`)
 and, unless told not to, the schedule ticker (`automation.schedules`).
 
 Public surface:
@@ -79,6 +80,10 @@ class Worker:
         ticker = None
         if self.scheduler:
             ticker = asyncio.create_task(schedules.run_forever())
+        from automation import orphans
+
+        # Rows a killed worker left RUNNING end (from this start on).
+        orphan_sweep = asyncio.create_task(orphans.run_forever(self.backend_name))
         ready = (
             f"worker {self.worker_id} ready: up to {self.concurrency} tasks at once "
             f"from {','.join(self.queue_names)}"
@@ -90,6 +95,7 @@ class Worker:
         try:
             await self._claim_forever(strategy)
         finally:
+            orphan_sweep.cancel()
             if ticker is not None:
                 ticker.cancel()
             # A turn cut off here ends `interrupted`, as on a web process's shutdown.

@@ -6,7 +6,8 @@ that run the turns, on PostgreSQL and Redis with a 5 s lease. A turn starts on w
 SIGKILL at a known point (text streaming, a non-idempotent call in flight),
 worker `b` is started and takes the turn over once the lease lapses: the
 client on the web process's websocket sees the turn end, the session's events
-stay gapless and nothing is stored or sent twice.
+stay gapless, nothing is stored or sent twice, and the queue row `a` had
+claimed ends (failed, as orphaned) instead of staying running.
 """
 
 from __future__ import annotations
@@ -104,7 +105,29 @@ def _take_over(
         execution_id,
     )
     assert attempts == 1
+    _assert_task_of_the_killed_worker_ended(stack, execution_id)
     return events
+
+
+def _assert_task_of_the_killed_worker_ended(stack, execution_id: str) -> None:
+    """The queue row `a` claimed does not stay RUNNING once `b` took its turn over."""
+
+    def ended() -> list[tuple]:
+        rows = stack.db.execute(
+            "SELECT status, exception_class_path, traceback "
+            "FROM django_tasks_database_dbtaskresult "
+            "WHERE task_path = 'automation.tasks.run_turn' "
+            "AND args_kwargs->'args'->>0 = %s",
+            execution_id,
+        )
+        return rows if rows and all(row[0] != "RUNNING" for row in rows) else []
+
+    [(status, exception, reason)] = wait_for(
+        ended, timeout=TAKEOVER_TIMEOUT, what="the killed worker's task row to end"
+    )
+    assert (status, exception) == ("FAILED", "automation.orphans.TaskOrphaned")
+    # Whichever `b` saw first: the dead worker's lapsed lease, or the takeover.
+    assert "worker stopped" in reason or "taken over" in reason, reason
 
 
 def test_a_worker_killed_mid_answer_is_replaced_and_the_answer_completes(
