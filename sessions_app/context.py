@@ -11,9 +11,10 @@ Public surface:
     config_at(agent, version)          the agent's config at a version, or
                                        TurnRejected (409) when it is no longer stored
 
-The history is that of the session's earlier finished turns: all of them, or
-the last `AGENTRY_HISTORY_TURNS` (whole turns, so a tool call and its result
-stay together). A turn's attachments come from its stored user event and reach
+The history is that of the session's earlier finished turns (root executions:
+a delegated child's exchange is in its parent's messages as the tool's call
+and result): all of them, or the last `AGENTRY_HISTORY_TURNS` (whole turns, so
+a tool call and its result stay together). A turn's attachments come from its stored user event and reach
 the prompt of that turn only (see `sessions_app.attachments`). The runner and
 the history benchmark both read contexts through this module.
 """

@@ -118,6 +118,32 @@ async def test_a_delegate_tool_runs_the_target_as_a_child_of_the_turn(
     assert root.usage["requests"] == 3 and root.requests == 2
 
 
+async def test_the_next_turn_s_history_holds_the_delegating_turn_not_the_child_s_own(
+    fake_llm, user, agents, new_session, ws_connect
+):
+    helper = await agents(instructions="You help.")
+    boss = await agents(tools=[delegate(helper)])
+    session = await new_session(agent=boss)
+    ws = await ws_connect(user, session)
+    await ws.send(
+        {"type": "message", "content": call("ask_helper", "[[reply hi-from-child]]")}
+    )
+    await ws.until(root_ended)
+    fake_llm.requests.clear()
+    await ws.send({"type": "message", "content": "[[reply again]] and now?"})
+    await ws.until(root_ended)
+
+    [request] = fake_llm.requests
+    # The first turn as the session's agent had it: its message, its call of
+    # the helper and the helper's answer as the call's result, its reply. The
+    # helper's own prompt never appears as a message of the session's user.
+    roles = [m["role"] for m in request["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant", "user"]
+    users = [m["content"] for m in request["messages"] if m["role"] == "user"]
+    assert users[-1] == "[[reply again]] and now?"
+    assert all(content != "[[reply hi-from-child]]" for content in users)
+
+
 async def test_a_failing_child_is_a_failed_tool_result(
     fake_llm, user, agents, new_session, ws_connect
 ):
@@ -322,23 +348,3 @@ def test_the_seeded_agents_delegate_offline_and_chat_shows_the_nesting(user, set
     assert "  -> [plan] Research planner: Plan research for this question" in text
     assert "  -> [write] Research writer: Question: why is the sky blue?" in text
     assert "[succeeded," in text.splitlines()[-1]
-
-
-async def test_the_next_turns_history_holds_the_root_conversation_only(
-    fake_llm, user, agents, new_session, ws_connect
-):
-    helper = await agents()
-    boss = await agents(tools=[delegate(helper)])
-    session = await new_session(agent=boss)
-    ws = await ws_connect(user, session)
-    await ws.send(
-        {"type": "message", "content": call("ask_helper", "[[reply secret-task]]")}
-    )
-    await ws.until(root_ended)
-    await ws.send({"type": "message", "content": "[[reply done]] and now?"})
-    await ws.until(root_ended)
-    last = fake_llm.requests[-1]["messages"]
-    users = [m["content"] for m in last if m["role"] == "user"]
-    # The child's prompt was the child's conversation, not the user's.
-    assert len(users) == 2 and users[-1] == "[[reply done]] and now?"
-    assert "[[reply secret-task]]" not in users
