@@ -79,7 +79,10 @@ def settle(execution: AgentExecution) -> tuple[str, ...]:
     usage["cost_usd"] = usd_string(sum(known, Decimal(0))) if known else None
     usage["priced"] = tree_priced
     execution.usage = usage
-    BudgetReservation.objects.filter(execution_id=execution.pk).delete()
+    if execution.parent_id is None:
+        # Only a turn's root holds reservations (`budgets.open_with_reservations`
+        # opens roots alone): a delegated child has none to give back.
+        BudgetReservation.objects.filter(execution_id=execution.pk).delete()
     allowances.forget(execution.pk)
     return SETTLED_FIELDS
 
