@@ -24,6 +24,7 @@ from agents.models import Agent
 from agents.selectors import agent_answers
 from sessions_app import runner, services
 from sessions_app.models import (
+    SESSION_FIELDS,
     AgentExecution,
     ApprovalDecision,
     Artifact,
@@ -61,9 +62,7 @@ class EventInline(ReadOnlyAdminMixin, admin.TabularInline[Event, Session]):
 class SessionAdminForm(forms.ModelForm[Session]):
     class Meta:
         model = Session
-        # Every field a person sets; the log's counter and the times are not
-        # editable and so never part of the form.
-        fields = "__all__"
+        fields = SESSION_FIELDS
 
     def clean(self) -> dict[str, Any]:
         super().clean()

@@ -17,6 +17,18 @@ from django.conf import settings
 from django.db import DatabaseError, models
 from django.db.models import Q
 
+#: A session's own fields, in form order: what the admin's form edits and the
+#: API shows beside the id, the log's counter and the times.
+SESSION_FIELDS = (
+    "agent",
+    "user",
+    "title",
+    "external_session_id",
+    "agent_version",
+    "state",
+    "configuration",
+)
+
 
 class Session(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

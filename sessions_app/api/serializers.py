@@ -23,6 +23,7 @@ from core.serializers import (
 )
 from sessions_app.frames import event_payload, execution_payload
 from sessions_app.models import (
+    SESSION_FIELDS,
     AgentExecution,
     ApprovalDecision,
     Artifact,
@@ -96,19 +97,7 @@ class SessionSerializer(StrictModelSerializer):
 
     class Meta:
         model = Session
-        fields = [
-            "id",
-            "agent",
-            "user",
-            "title",
-            "external_session_id",
-            "agent_version",
-            "state",
-            "configuration",
-            "last_sequence",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *SESSION_FIELDS, "last_sequence", "created_at", "updated_at"]
         read_only_fields = ["id", "user", "last_sequence", "created_at", "updated_at"]
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
