@@ -182,6 +182,10 @@ def test_a_named_owner_must_exist():
         seed("--owner", "nobody")
 
 
+# Three cold starts of manage.py (migrate, then seed twice): each imports the
+# whole project, several seconds of CPU on a busy machine.
+@pytest.mark.slow
+@pytest.mark.timeout(360)
 def test_bare_command_seeds_the_demo_user_once_in_a_real_process(tmp_path):
     """`manage.py seed_agents` with no arguments (DESIGN section 7): the demo
     user owns the agents, its password is printed once, a second run changes
