@@ -29,6 +29,7 @@ Public surface:
                                                stores one delivery to make (sync)
     deliver_due() -> int                       tries the due deliveries (async)
     start_delivering()                         this process's delivery loop (once)
+    targets_reads()                            annotations that spare it a query
     attempt_delivery(execution_id, url, attempt) -> bool   one attempt (async)
     sign(secret, body) -> str                  the header's value
     webhook_secret_rotate(user) -> str         a new secret, stored encrypted
@@ -52,7 +53,7 @@ import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.secrets import decrypt, encrypt
@@ -107,15 +108,32 @@ def _targets(execution: AgentExecution) -> list[tuple[str, Any]]:
     targets: list[tuple[str, Any]] = []
     if execution.webhook_url:
         targets.append((execution.webhook_url, execution.user_id))
-    hooks = (
-        Agent.objects.filter(pk=execution.agent_id, owner_id=execution.user_id)
-        .values_list("webhooks", flat=True)
-        .first()
-    )
+    if hasattr(execution, "owner_webhooks"):
+        hooks = execution.owner_webhooks  # read with the execution (`targets_reads`)
+    else:
+        hooks = (
+            Agent.objects.filter(pk=execution.agent_id, owner_id=execution.user_id)
+            .values_list("webhooks", flat=True)
+            .first()
+        )
     for url in hooks or []:
         if isinstance(url, str) and url and url not in dict(targets):
             targets.append((url, execution.user_id))
     return targets
+
+
+def targets_reads() -> dict[str, Any]:
+    """An annotation for the finishing read of an execution: the agent's
+    webhooks when the run is its owner's, so scheduling reads nothing more."""
+    from agents.models import Agent
+
+    return {
+        "owner_webhooks": Subquery(
+            Agent.objects.filter(
+                pk=OuterRef("agent_id"), owner_id=OuterRef("user_id")
+            ).values("webhooks")[:1]
+        )
+    }
 
 
 def execution_finished(execution: AgentExecution) -> None:

@@ -20,7 +20,8 @@ Refusals are `TurnRejected` with status 429: `rate_limited` (with
 a stored `client_message_id` runs nothing and is neither counted nor refused.
 
 Public surface:
-    turn_admit(session, user_id, client_message_id, queued, queued_in_session)
+    turn_admit(session, user_id, client_message_id, queued, queued_in_session,
+               active_of_user)
         -> Admission   checks the caps and counts the turn against the rate
     Admission.refund()   gives the count back when the turn was not stored
     parse_rate(rate) -> (turns, seconds)
@@ -85,14 +86,18 @@ def turn_admit(
     client_message_id: str,
     queued: bool,
     queued_in_session: int,
+    active_of_user: int,
 ) -> Admission:
     """Admits a new turn of `session` or raises `TurnRejected` (429).
 
     `queued` says the turn will wait in the session's queue (policies
-    `enqueue` and `interrupt`); `queued_in_session` is how many already do.
+    `enqueue` and `interrupt`); `queued_in_session` is how many already do;
+    `active_of_user` is how many turns the user has queued or running in any
+    session (`services.unfinished_turns` reads both in the query that looks
+    at the session's turns).
     """
     try:
-        _check_caps(session, user_id, queued, queued_in_session)
+        _check_caps(queued, queued_in_session, active_of_user)
         return _count_against_rate(user_id)
     except TurnRejected:
         # A repeated message is answered with its stored turn, never refused.
@@ -108,9 +113,7 @@ def turn_admit(
         raise
 
 
-def _check_caps(
-    session: Any, user_id: Any, queued: bool, queued_in_session: int
-) -> None:
+def _check_caps(queued: bool, queued_in_session: int, active: int) -> None:
     if queued and queued_in_session >= settings.AGENTRY_MAX_QUEUED_TURNS:
         raise TurnRejected(
             "queue_full",
@@ -118,9 +121,6 @@ def _check_caps(
             "queued; wait for them to run.",
             429,
         )
-    active = AgentExecution.objects.filter(
-        user_id=user_id, status__in=AgentExecution.ACTIVE_STATUSES
-    ).count()
     if active >= settings.AGENTRY_MAX_ACTIVE_TURNS:
         raise TurnRejected(
             "too_many_active_turns",

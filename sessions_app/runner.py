@@ -181,10 +181,11 @@ def _open(request: TurnRequest) -> StoredTurn:
     config = config_at(session.agent, version)
     policy = _policy(request, session)
     attachments = _attachments(request)
-    unfinished = services.unfinished_turns(session.pk)
-    if any(is_stale(turn) for turn in unfinished):
+    turns = services.unfinished_turns(session.pk, request.user_id)
+    if any(is_stale(turn) for turn in turns.in_session):
         sweep_stale_executions_sync(session_id=session.pk)
-        unfinished = services.unfinished_turns(session.pk)
+        turns = services.unfinished_turns(session.pk, request.user_id)
+    unfinished = turns.in_session
     # The one place every way of starting a turn passes: rate and caps.
     admission = limits.turn_admit(
         session=session,
@@ -192,6 +193,7 @@ def _open(request: TurnRequest) -> StoredTurn:
         client_message_id=request.client_message_id,
         queued=policy != "reject",
         queued_in_session=sum(turn.status == Status.QUEUED for turn in unfinished),
+        active_of_user=turns.active_of_user,
     )
     try:
         opened = limits.turn_open_budgeted(
@@ -220,6 +222,8 @@ def _open(request: TurnRequest) -> StoredTurn:
     )
     context = None
     if opened.execution.status == Status.RUNNING:
+        # The session's user is the turn's: read with the session already.
+        opened.execution.user = session.user
         context = context_of(
             opened.execution,
             session,

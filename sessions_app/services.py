@@ -6,8 +6,12 @@ async code):
     session_create(*, user, agent, ...)     a new session, pinned to the agent's version
                                             unless `user` owns the agent
     event_append(...)                       one event with the next sequence number
-    unfinished_turns(session_id)            the session's queued, running and paused turns
+    unfinished_turns(session_id, user_id)   the session's queued, running and paused turns,
+                                            and how many its user has active anywhere
     turn_open(...)                          the user's event and its execution, atomically
+    turn_conflict(session_id, client_message_id)
+                                            the stored turn a refused insert repeats, or
+                                            SessionBusy
     execution_promote(execution_id)         queued -> running when the session is free
     execution_finish(...)                   final status, output, usage, messages, and its events
     Decision, Resumed, execution_resume(...)
@@ -299,16 +303,43 @@ class UnfinishedTurn:
         return self.status in AgentExecution.ACTIVE_STATUSES
 
 
-def unfinished_turns(session_id: Any) -> list[UnfinishedTurn]:
-    """The session's queued, running and awaiting-approval executions: what a
-    new message must wait for, sweep or abandon, read in one query."""
-    return [
-        UnfinishedTurn(*row)
-        for row in AgentExecution.objects.filter(
-            session_id=session_id,
-            status__in=(*AgentExecution.ACTIVE_STATUSES, Status.AWAITING_APPROVAL),
-        ).values_list("pk", "status", "heartbeat_at")
-    ]
+@dataclass(frozen=True)
+class UnfinishedTurns:
+    """A session's unfinished turns and how many its user has active anywhere."""
+
+    in_session: list[UnfinishedTurn]
+    active_of_user: int
+
+
+def unfinished_turns(session_id: Any, user_id: Any = None) -> UnfinishedTurns:
+    """The session's queued, running and awaiting-approval executions (what a
+    new message must wait for, sweep or abandon) and, with `user_id`, the
+    number of that user's queued and running executions in any session (the
+    cap `limits.turn_admit` checks): one query for both."""
+    unfinished = Q(
+        session_id=session_id,
+        status__in=(*AgentExecution.ACTIVE_STATUSES, Status.AWAITING_APPROVAL),
+    )
+    if user_id is not None:
+        unfinished |= Q(user_id=user_id, status__in=AgentExecution.ACTIVE_STATUSES)
+    in_session, active_of_user = [], 0
+    for (
+        pk,
+        status,
+        heartbeat_at,
+        row_session_id,
+        row_user_id,
+    ) in AgentExecution.objects.filter(unfinished).values_list(
+        "pk", "status", "heartbeat_at", "session_id", "user_id"
+    ):
+        if str(row_session_id) == str(session_id):
+            in_session.append(UnfinishedTurn(pk, status, heartbeat_at))
+        if (
+            str(row_user_id) == str(user_id)
+            and status in AgentExecution.ACTIVE_STATUSES
+        ):
+            active_of_user += 1
+    return UnfinishedTurns(in_session, active_of_user)
 
 
 def turn_open(
@@ -323,6 +354,7 @@ def turn_open(
     busy: bool | None = None,
     agent_version: int | None = None,
     webhook_url: str = "",
+    in_caller_transaction: bool = False,
 ) -> OpenedTurn:
     """Stores the user's message and its execution in one transaction.
 
@@ -337,6 +369,11 @@ def turn_open(
     and `interrupt` store it `queued`; the caller promotes it when the session
     is free. `busy` is whether the session has a queued or running turn, when
     the caller has just looked (`unfinished_turns`); otherwise it is read here.
+
+    `in_caller_transaction`: the caller's transaction holds this one's writes
+    without a savepoint of their own, and a conflict (a repeated
+    `client_message_id`, or another running turn) raises IntegrityError, which
+    the caller answers with `turn_conflict` once its transaction has rolled back.
     """
     existing = _existing(session.pk, client_message_id)
     if existing is not None:
@@ -351,7 +388,7 @@ def turn_open(
         if busy:
             raise SessionBusy
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=not in_caller_transaction):
             execution_id = uuid.uuid4()
             execution = AgentExecution.objects.create(
                 id=execution_id,
@@ -379,11 +416,19 @@ def turn_open(
             )
             titles.title_untitled_session(session, content)
     except IntegrityError:
-        existing = _existing(session.pk, client_message_id)
-        if existing is not None:
-            return OpenedTurn(existing, None, duplicate=True)
-        raise SessionBusy from None
+        if in_caller_transaction:
+            raise
+        return turn_conflict(session.pk, client_message_id)
     return OpenedTurn(execution, user_event)
+
+
+def turn_conflict(session_id: Any, client_message_id: str) -> OpenedTurn:
+    """What an insert refused by a unique index meant: the stored turn of a
+    repeated `client_message_id`, else SessionBusy (another turn runs)."""
+    existing = _existing(session_id, client_message_id)
+    if existing is not None:
+        return OpenedTurn(existing, None, duplicate=True)
+    raise SessionBusy
 
 
 def execution_promote(execution_id: Any) -> AgentExecution | None:
@@ -462,8 +507,15 @@ def execution_finish(
     either (LeaseLost). A turn paused for approval keeps
     `approval_expires_at`, when its pending calls expire.
     """
+    from automation.webhooks import targets_reads
+
     with transaction.atomic():
-        execution = AgentExecution.objects.select_for_update().get(pk=execution_id)
+        # One read brings what settling and the webhooks would ask for next.
+        execution = (
+            AgentExecution.objects.select_for_update()
+            .annotate(**usage_accounting.settle_reads(), **targets_reads())
+            .get(pk=execution_id)
+        )
         if execution.status not in AgentExecution.ACTIVE_STATUSES:
             return execution, []
         if fence is not None and execution.attempts != fence:

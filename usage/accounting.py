@@ -11,6 +11,9 @@ over rows counts every execution of a tree once.
 
 Public surface:
     TOKEN_KEYS              the counters of a run's usage
+    settle_reads()          annotations for the finishing read that spare `settle`
+                            the statements a turn without children or
+                            reservations does not need
     settle(execution)       fills cost and columns on the (locked) execution,
                             drops its reservations; returns the fields to save
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+
+from django.db.models import Exists, OuterRef
 
 from sessions_app.models import AgentExecution
 from usage import allowances
@@ -49,13 +54,30 @@ def _count(usage: dict[str, Any], key: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def settle_reads() -> dict[str, Any]:
+    """Annotations for the finishing read of an execution: whether it has
+    children and reservations, so `settle` reads and deletes only what exists
+    (most turns delegate nothing and reserve from no budget)."""
+    return {
+        "has_children": Exists(AgentExecution.objects.filter(parent_id=OuterRef("pk"))),
+        "has_reservations": Exists(
+            BudgetReservation.objects.filter(execution_id=OuterRef("pk"))
+        ),
+    }
+
+
 def settle(execution: AgentExecution) -> tuple[str, ...]:
-    """Called by `services.execution_finish` inside its transaction."""
+    """Called by `services.execution_finish` inside its transaction (on the
+    execution read with `settle_reads()`, or without: then every step runs)."""
     usage = dict(execution.usage or {})
-    children = list(
-        AgentExecution.objects.filter(parent_id=execution.pk).values_list(
-            "usage", flat=True
+    children = (
+        list(
+            AgentExecution.objects.filter(parent_id=execution.pk).values_list(
+                "usage", flat=True
+            )
         )
+        if getattr(execution, "has_children", True)
+        else []
     )
     own = {
         key: max(0, _count(usage, key) - sum(_count(c or {}, key) for c in children))
@@ -79,9 +101,9 @@ def settle(execution: AgentExecution) -> tuple[str, ...]:
     usage["cost_usd"] = usd_string(sum(known, Decimal(0))) if known else None
     usage["priced"] = tree_priced
     execution.usage = usage
-    if execution.parent_id is None:
-        # Only a turn's root holds reservations (`budgets.open_with_reservations`
-        # opens roots alone): a delegated child has none to give back.
+    # Only a turn's root holds reservations (`budgets.open_with_reservations`
+    # opens roots alone), and its finishing read says whether it has any.
+    if execution.parent_id is None and getattr(execution, "has_reservations", True):
         BudgetReservation.objects.filter(execution_id=execution.pk).delete()
     allowances.forget(execution.pk)
     return SETTLED_FIELDS

@@ -33,14 +33,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from sessions_app.db import run_db
 from sessions_app.models import AgentExecution
-from sessions_app.services import TurnRejected
+from sessions_app.services import TurnRejected, turn_conflict
 from usage import allowances
 from usage.models import Budget, BudgetReservation
 from usage.pricing import MTOK, Rates, rates_for, usd_string
@@ -176,6 +176,15 @@ def open_with_reservations(open_turn: Any, **kwargs: Any) -> Any:
     Raises BudgetExceeded when a `block` budget has nothing left, unless the
     message repeats a stored one (then the stored turn is returned).
     """
+    session = kwargs["session"]
+    try:
+        return _open_reserving(open_turn, **kwargs, in_caller_transaction=True)
+    except IntegrityError:
+        # The unique indexes refused the turn; the transaction rolled back.
+        return turn_conflict(session.pk, kwargs.get("client_message_id", ""))
+
+
+def _open_reserving(open_turn: Any, **kwargs: Any) -> Any:
     session = kwargs["session"]
     user_id = kwargs["user_id"]
     with transaction.atomic():
