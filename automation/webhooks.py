@@ -29,6 +29,7 @@ Public surface:
                                                stores one delivery to make (sync)
     deliver_due() -> int                       tries the due deliveries (async)
     start_delivering()                         this process's delivery loop (once)
+    stop_delivering()                          ends it (tests, before their database goes)
     targets_reads()                            annotations that spare it a query
     attempt_delivery(execution_id, url, attempt) -> bool   one attempt (async)
     sign(secret, body) -> str                  the header's value
@@ -237,23 +238,50 @@ async def _deliver_forever(woken: asyncio.Event) -> None:
 
 _loop: asyncio.AbstractEventLoop | None = None
 _woken: asyncio.Event | None = None
+_thread: threading.Thread | None = None
 _loop_lock = threading.Lock()
 
 
 def start_delivering() -> None:
     """Starts this process's delivery loop, on a daemon thread of its own so
     that a slow receiver never slows a turn (once per process)."""
-    global _loop, _woken
+    global _loop, _woken, _thread
     with _loop_lock:
         if _loop is not None and not _loop.is_closed():
             return
         loop = asyncio.new_event_loop()
         woken = asyncio.Event()
-        threading.Thread(
+        thread = threading.Thread(
             target=loop.run_forever, name="agentry-webhooks", daemon=True
-        ).start()
+        )
+        thread.start()
         asyncio.run_coroutine_threadsafe(_deliver_forever(woken), loop)
-        _loop, _woken = loop, woken
+        _loop, _woken, _thread = loop, woken, thread
+
+
+def stop_delivering(timeout: float = 5.0) -> None:
+    """Ends this process's delivery loop, if it runs one; due deliveries stay
+    stored for the next process that runs turns."""
+    global _loop, _woken, _thread
+    with _loop_lock:
+        loop, thread = _loop, _thread
+        _loop, _woken, _thread = None, None, None
+    if loop is None or loop.is_closed():
+        return
+
+    async def cancel_everything() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_everything(), loop).result(timeout)
+    loop.call_soon_threadsafe(loop.stop)
+    if thread is not None:
+        thread.join(timeout)
+    if not loop.is_running():
+        loop.close()
 
 
 def _wake() -> None:

@@ -31,6 +31,17 @@ def _static_root_exists():
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """The webhook delivery loop, started by the first turn a test runs, reads
+    the test database on a thread of its own: it ends before that database is
+    dropped."""
+    yield
+    from automation import webhooks
+
+    webhooks.stop_delivering()
+
+
 @pytest.fixture(autouse=True)
 def _test_configuration(settings):
     """The suite's agents run on pydantic-ai's `test` model, which a server
