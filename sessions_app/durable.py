@@ -176,7 +176,11 @@ def claim_stale(
                 status__in=AgentExecution.ACTIVE_STATUSES,
                 heartbeat_at__lt=cutoff,
                 attempts=attempts,
-            ).update(attempts=F("attempts") + 1, heartbeat_at=timezone.now())
+            ).update(
+                attempts=F("attempts") + 1,
+                heartbeat_at=timezone.now(),
+                waiting_for_worker=False,
+            )
             if won:
                 claimed.append(AgentExecution.objects.get(pk=pk))
             continue

@@ -188,6 +188,13 @@ class AgentExecution(models.Model):
         blank=True,
         help_text="While awaiting approval: when the undecided calls are denied.",
     )
+    waiting_for_worker = models.BooleanField(
+        default=False,
+        help_text=(
+            "Queued for a worker (task mode) that has not claimed it yet: no "
+            "process holds the turn, so a cancel ends it at once."
+        ),
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -11,7 +11,8 @@ Public surface:
     StoredTurn, open_turn(request), start_opened(request, stored)
                                 the same in two steps, for a caller that stores
                                 the turn inside a transaction of its own
-    cancel_turn(session_id)     cancels the running turn wherever it runs
+    cancel_turn(session_id)     cancels the running turn wherever it runs, or ends
+                                it at once while it waits for a worker (task mode)
     submit_approval(...)        decisions on a paused turn's tool calls; resumes it
     resume_claimed(resumed, results)
                                 runs on a paused turn its decision or expiry claimed
@@ -332,8 +333,15 @@ async def start_opened(request: TurnRequest, result: StoredTurn) -> Submission:
 async def _hand_to_worker(
     live: LiveTurn, execution: AgentExecution, resume: DeferredToolResults | None = None
 ) -> Submission:
-    """Queues a stored turn for `manage.py worker`, which tracks it from then on."""
+    """Queues a stored turn for `manage.py worker`, which tracks it from its
+    claim on. Until then no process holds it and a cancel ends it at once
+    (`cancel_turn`); one that reached this process first ends it here."""
+    await run_db(services.execution_hand_to_worker, execution.pk, live.attempts)
     live_turns.pop(live.execution_id, None)
+    if live.token.cancelled and await _end_unheld(
+        live.session_id, execution.pk, live.reason
+    ):
+        return Submission(execution, queued_on_tasks=True)
     await dispatch.enqueue_turn(execution.pk, resume, attempts=execution.attempts)
     return Submission(execution, queued_on_tasks=True)
 
@@ -345,12 +353,38 @@ async def run_enqueued(
     a turn that ended meanwhile (cancelled, swept) or that another worker
     already took over is left as it is."""
     ensure_supervisor()
-    if execution_id in live_turns or not await run_db(
-        services.execution_claim_queued, execution_id, attempts
-    ):
+    current = await run_db(AgentExecution.objects.filter(pk=execution_id).first)
+    if current is None or execution_id in live_turns:
+        return current
+    # Tracked before the claim: a cancel that finds the turn claimed (not
+    # `waiting_for_worker` any more) asks this process, which knows it then.
+    live = track(current)
+    if not await run_db(services.execution_claim_queued, execution_id, attempts):
+        if live_turns.get(execution_id) is live:
+            live_turns.pop(execution_id, None)
         return await run_db(AgentExecution.objects.filter(pk=execution_id).first)
     execution = await run_db(AgentExecution.objects.get, pk=execution_id)
-    return await _drive(track(execution), execution, resume=resume)
+    return await _drive(live, execution, resume=resume)
+
+
+async def _end_unheld(session_id: Any, root_id: Any, reason: str) -> set[str]:
+    """Ends, as a cancel for `reason` ends a run, a turn that waits for a
+    worker's claim; the ids it ended (none when a process holds the turn)."""
+    status, code, message = classify_cancel(reason)
+    ended = await run_db(
+        services.turn_end_unheld,
+        root_id,
+        status=status,
+        error_code=code,
+        error_message=message,
+    )
+    if ended:
+        frames: list[Frame] = []
+        for execution, events in ended:
+            frames += [event_frame(e) for e in events] + [execution_frame(execution)]
+        await broadcast.publish(session_id, *frames)
+        free_session(str(session_id))
+    return {str(execution.pk) for execution, _ in ended}
 
 
 async def cancel_turn(
@@ -359,31 +393,37 @@ async def cancel_turn(
     """Asks the running turn of a session to stop, on whichever process runs it.
 
     Returns whether a turn was running. The turn itself writes its `cancelled`
-    outcome; a turn whose process is gone is swept as `interrupted` instead.
+    outcome; a turn queued for a worker that no process holds yet is ended
+    here, as it would end itself; a turn whose process is gone is swept as
+    `interrupted` instead.
     """
 
-    def running_ids() -> list[Any]:
+    def running_ids() -> list[tuple[Any, Any]]:
         turns = AgentExecution.objects.filter(
             session_id=session_id, status=Status.RUNNING
         )
         if keep:
             turns = turns.exclude(pk=keep)
-        return list(turns.values_list("pk", flat=True))
+        # Roots first: ending a queued turn ends its delegated executions too.
+        return list(turns.order_by("depth").values_list("pk", "root_id"))
 
     running = await run_db(running_ids)
-    for execution_id in running:
+    ended: set[str] = set()
+    for execution_id, root_id in running:
+        if str(execution_id) in ended:
+            continue
         live = live_turns.get(str(execution_id))
         if live is not None:
             live.reason = reason
             live.token.cancel()
-        else:
-            await broadcast.send_control(
-                {
-                    "type": "turn.cancel",
-                    "execution": str(execution_id),
-                    "reason": reason,
-                },
-            )
+            continue
+        if execution_id == root_id:
+            ended |= await _end_unheld(session_id, execution_id, reason)
+            if str(execution_id) in ended:
+                continue
+        await broadcast.send_control(
+            {"type": "turn.cancel", "execution": str(execution_id), "reason": reason},
+        )
     return bool(running)
 
 
@@ -521,6 +561,11 @@ async def _drive(
     """Runs a tracked turn to its end; None if its session was deleted meanwhile."""
     execution_id, session_id = live.execution_id, live.session_id
     try:
+        if live.token.cancelled:
+            # Asked before its run began (a worker's claim racing the cancel):
+            # it ends as a cancelled run does, without asking the model.
+            status, code, message = classify_cancel(live.reason)
+            return await _finish(live, status=status, error=(code, message))
         if execution.status != Status.RUNNING:
             with queued_turn():
                 running = await _wait_until_running(live)

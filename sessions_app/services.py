@@ -20,6 +20,11 @@ async code):
                                             with every paused execution of its tree
     executions_abandon_approvals(session)   pending approvals ended by a new message
     execution_heartbeat(held)               extends the lease of running executions
+    execution_hand_to_worker(id, fence), execution_claim_queued(id, attempts)
+                                            a task-mode turn queued for a worker, and
+                                            the worker's claim that makes it its own
+    turn_end_unheld(root_id, ...)           ends a queued turn no process holds yet
+                                            (its cancel), with its error events
     LeaseLost, execution_hold(id, fence)    the fence of a leased turn's writes
     execution_set_trace_id(id, trace_id)    the trace of an execution's first run
     executions_sweep_stale(...)             marks executions of dead processes `interrupted`
@@ -767,17 +772,69 @@ def execution_set_trace_id(execution_id: Any, trace_id: str) -> None:
     )
 
 
+def execution_hand_to_worker(execution_id: Any, fence: int) -> bool:
+    """Marks a turn this process stored (or resumed) and now queues for a
+    worker as held by no process (`waiting_for_worker`), while it is still
+    active at takeover count `fence`."""
+    return bool(
+        AgentExecution.objects.filter(
+            pk=execution_id,
+            attempts=fence,
+            status__in=AgentExecution.ACTIVE_STATUSES,
+        ).update(waiting_for_worker=True)
+    )
+
+
 def execution_claim_queued(execution_id: Any, attempts: int = 0) -> bool:
     """A worker's claim on a turn it found in the task queue: extends its lease
     at once, unless it ended or another process took it over since it was
-    queued (`attempts` then moved on)."""
+    queued (`attempts` then moved on). From then on the worker holds it."""
     return bool(
         AgentExecution.objects.filter(
             pk=execution_id,
             attempts=attempts,
             status__in=AgentExecution.ACTIVE_STATUSES,
-        ).update(heartbeat_at=timezone.now())
+        ).update(heartbeat_at=timezone.now(), waiting_for_worker=False)
     )
+
+
+def turn_end_unheld(
+    root_id: Any, *, status: str, error_code: str, error_message: str
+) -> list[tuple[AgentExecution, list[Event]]]:
+    """Ends a turn that waits for a worker's claim (`waiting_for_worker`, so
+    held by no process) as `status`: its active executions, delegated ones
+    first, each with its error event, in one transaction. Returns them, or []
+    when a process holds the turn (that process is told instead) or it ended.
+
+    The first statement is a write on the root's row: a worker's claim of
+    the same row either commits first (the turn is then the worker's and
+    nothing is ended here) or waits and finds the turn ended.
+    """
+    with transaction.atomic():
+        unheld = AgentExecution.objects.filter(
+            pk=root_id,
+            waiting_for_worker=True,
+            status__in=AgentExecution.ACTIVE_STATUSES,
+        ).update(waiting_for_worker=False)
+        if not unheld:
+            return []
+        members = AgentExecution.objects.filter(
+            root_id=root_id, status__in=AgentExecution.ACTIVE_STATUSES
+        ).order_by("-depth")
+        ended = []
+        for execution_id, parent_id in members.values_list("pk", "parent_id"):
+            closing = error_event(error_code, error_message)
+            closing.turn_complete = parent_id is None
+            ended.append(
+                execution_finish(
+                    execution_id,
+                    status=status,
+                    error_code=error_code,
+                    error_message=error_message,
+                    events=[closing],
+                )
+            )
+    return ended
 
 
 def execution_heartbeat(held: Mapping[Any, int]) -> None:

@@ -15,15 +15,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.test import AsyncClient
 from django.utils import timezone
 from django_tasks import TaskResultStatus, task, task_backends
+from django_tasks_db.models import DBTaskResult
 
 from automation import schedules
 from automation.worker import Worker
-from sessions_app import lifecycle
+from sessions_app import lifecycle, runner, services
 from sessions_app.db import run_db
-from tests.plugins.runtime import access_token
+from sessions_app.models import AgentExecution
+from tests.plugins.runtime import access_token, is_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -208,3 +211,101 @@ async def test_a_background_run_in_task_mode_is_answered_by_the_worker(
         await asyncio.sleep(0.025)
     assert execution["status"] == "succeeded", execution
     assert execution["output"]
+
+
+def _ended_run_turns_now(task_backend: str) -> list[tuple[str, object]]:
+    """(status, return value) of every ended `run_turn` task of the backend."""
+    ended = (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+    if task_backend == "database":
+        return [
+            (row.status, row.return_value)
+            for row in DBTaskResult.objects.filter(
+                task_path="automation.tasks.run_turn", status__in=ended
+            )
+        ]
+    import redis
+    from django_tasks_rq.backend import RQ_STATUS_TO_RESULT_STATUS
+    from rq import Queue
+    from rq.job import Job
+
+    connection = redis.Redis.from_url(django_settings.REDIS_URL)
+    try:
+        queue = Queue("default", connection=connection)
+        ids = [
+            *queue.finished_job_registry.get_job_ids(),
+            *queue.failed_job_registry.get_job_ids(),
+        ]
+        return [
+            (RQ_STATUS_TO_RESULT_STATUS[job.get_status()], job.return_value())
+            for job in Job.fetch_many(ids, connection=connection)
+            if job is not None and job.func_name == "automation.tasks.run_turn"
+        ]
+    finally:
+        connection.close()
+
+
+async def _ended_run_turns(task_backend: str) -> list[tuple[str, object]]:
+    for _ in range(800):
+        ended = await run_db(_ended_run_turns_now, task_backend)
+        if ended:
+            return ended
+        await asyncio.sleep(0.025)
+    raise AssertionError("no worker ended the queued run_turn task")
+
+
+async def _queued_turn_cancelled(ws, session) -> tuple[str, list[dict]]:
+    """Sends a message (queued for a worker), cancels it; (its id, the frames)."""
+    await ws.send({"type": "message", "content": "[[tokens=4]] never answered"})
+    started = await ws.until(is_status("running"))
+    await ws.send({"type": "cancel"})
+    return started[-1]["execution"]["id"], await ws.until(is_status("cancelled"))
+
+
+async def test_a_cancel_ends_a_queued_turn_at_once_and_its_worker_runs_nothing(
+    start_worker, task_backend, settings, fake_llm, user, new_session, ws_connect
+):
+    settings.AGENTRY_TURN_EXECUTION = "task"
+    session = await new_session()
+    ws = await ws_connect(user, session)
+    execution_id, frames = await _queued_turn_cancelled(ws, session)
+    closing = [f["event"] for f in frames if f["type"] == "event"]
+    assert [(e["kind"], e["error_code"], e["turn_complete"]) for e in closing] == [
+        ("error", "cancelled", True)
+    ]
+    assert frames[-1]["execution"]["error_code"] == "cancelled"
+
+    start_worker()
+    ended = await _ended_run_turns(task_backend)
+    assert ended == [(TaskResultStatus.SUCCESSFUL, "cancelled")]
+    assert fake_llm.requests == []
+    execution = await run_db(AgentExecution.objects.get, pk=execution_id)
+    assert execution.status == AgentExecution.Status.CANCELLED
+    events = await run_db(
+        lambda: list(session.events.values_list("sequence_number", "kind"))
+    )
+    assert sorted(events) == [(1, "message"), (2, "error")]
+    assert await ws.nothing_more()
+
+
+async def test_a_cancel_leaves_a_queued_turn_a_worker_claimed_to_that_worker(
+    settings, user, new_session, ws_connect
+):
+    settings.AGENTRY_TURN_EXECUTION = "task"
+    session = await new_session()
+    ws = await ws_connect(user, session)
+    await ws.send({"type": "message", "content": "hello"})
+    started = await ws.until(is_status("running"))
+    execution_id = started[-1]["execution"]["id"]
+    queued = AgentExecution.objects.filter(pk=execution_id, waiting_for_worker=True)
+    for _ in range(400):
+        if await run_db(queued.exists):
+            break
+        await asyncio.sleep(0.025)
+    # What a worker's claim of the queued task writes.
+    assert await run_db(services.execution_claim_queued, execution_id, 0)
+
+    assert await runner.cancel_turn(str(session.pk))
+
+    execution = await run_db(AgentExecution.objects.get, pk=execution_id)
+    assert execution.status == AgentExecution.Status.RUNNING
+    assert await ws.nothing_more()
