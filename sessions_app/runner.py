@@ -354,7 +354,12 @@ async def run_enqueued(
     already took over is left as it is."""
     ensure_supervisor()
     current = await run_db(AgentExecution.objects.filter(pk=execution_id).first)
-    if current is None or execution_id in live_turns:
+    if (
+        current is None
+        or current.status not in AgentExecution.ACTIVE_STATUSES
+        or current.attempts != attempts
+        or execution_id in live_turns
+    ):
         return current
     # Tracked before the claim: a cancel that finds the turn claimed (not
     # `waiting_for_worker` any more) asks this process, which knows it then.
