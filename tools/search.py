@@ -85,6 +85,7 @@ def build_grep_search(
         compiled = _compile(pattern, ignore_case)
         sandbox = open_sandbox(context, config)
         deadline = Deadline(config.timeout_seconds)
+        stopped_by_timeout = False
         files = sandbox.files(path, deadline=deadline, exclude_dirs=excluded)
         matches: list[dict[str, Any]] = []
         scanned, truncated = 0, False
@@ -106,6 +107,9 @@ def build_grep_search(
                 try:
                     found = compiled.search(considered, timeout=deadline.remaining)
                 except TimeoutError:
+                    # regex keeps its own clock: it may give up a hair before
+                    # the deadline reads expired.
+                    stopped_by_timeout = True
                     break
                 if found is None:
                     continue
@@ -121,7 +125,7 @@ def build_grep_search(
                 )
             if truncated and len(matches) >= config.max_matches:
                 break
-        timed_out = deadline.expired
+        timed_out = stopped_by_timeout or deadline.expired
         return {
             "pattern": pattern,
             "path": display_path(path),
