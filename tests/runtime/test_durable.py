@@ -182,54 +182,78 @@ def test_two_sweepers_claim_a_dead_turn_once(user, make_session):
     assert AgentExecution.objects.get(pk=dead.pk).attempts == 1
 
 
-async def test_a_step_that_calls_tools_is_stored_before_they_run(
-    fake_llm, user, make_agent, new_session, settings
-):
-    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
-    arrived = asyncio.Event()
-    release = asyncio.Event()
+class HeldCharge:
+    """A `charge` http_endpoint tool whose endpoint holds each call until
+    `release` is set (`arrived` says a call came in), and an agent with it."""
 
-    async def hold(reader, writer):
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def _hold(self, reader, writer) -> None:
         await reader.read(65536)
-        arrived.set()
-        await release.wait()
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        self.arrived.set()
+        await self.release.wait()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(self.answer), self.answer)
+        )
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    agent = await sync_to_async(make_agent)(
-        user,
-        tools=[
-            {
-                "tool": "http_endpoint",
-                "config": {
-                    "name": "charge",
-                    "description": "Charges the card.",
-                    "url": f"http://127.0.0.1:{port}/charge",
-                },
-            }
-        ],
-    )
-    session = await new_session(agent=agent)
+    async def agent(self, user, make_agent):
+        self.server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return await sync_to_async(make_agent)(
+            user,
+            tools=[
+                {
+                    "tool": "http_endpoint",
+                    "config": {
+                        "name": "charge",
+                        "description": "Charges the card.",
+                        "url": f"http://127.0.0.1:{port}/charge",
+                    },
+                }
+            ],
+        )
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def _submit_charge(session, user):
     from sessions_app import runner
     from sessions_app.turn_request import TurnRequest
 
-    submission = await runner.submit_turn(
+    return await runner.submit_turn(
         TurnRequest(
             session_id=str(session.pk),
             user_id=user.pk,
             content="[[call charge {}]] pay",
         )
     )
-    await asyncio.wait_for(arrived.wait(), 20)
+
+
+async def test_a_step_that_calls_tools_is_stored_before_they_run(
+    fake_llm, user, make_agent, new_session, settings
+):
+    settings.AGENTRY_ALLOW_PRIVATE_URLS = True
+    charge = HeldCharge(b"ok")
+    session = await new_session(agent=await charge.agent(user, make_agent))
+    from sessions_app import runner
+
+    submission = await _submit_charge(session, user)
+    await asyncio.wait_for(charge.arrived.wait(), 20)
     execution = await AgentExecution.objects.aget(pk=submission.execution.pk)
     assert [m["kind"] for m in execution.messages] == ["request", "response"]
     assert execution.messages[1]["parts"][0]["tool_name"] == "charge"
-    release.set()
+    charge.release.set()
     finished = await runner.wait_for_execution(submission)
-    server.close()
+    charge.close()
     assert finished.status == "succeeded"
 
 
@@ -248,45 +272,13 @@ async def test_a_stalled_holder_that_wakes_after_a_takeover_stores_nothing_more(
     fake_llm, user, make_agent, new_session, settings
 ):
     settings.AGENTRY_ALLOW_PRIVATE_URLS = True
-    arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(reader, writer):
-        await reader.read(65536)
-        arrived.set()
-        await release.wait()
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ncharged")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    agent = await sync_to_async(make_agent)(
-        user,
-        tools=[
-            {
-                "tool": "http_endpoint",
-                "config": {
-                    "name": "charge",
-                    "description": "Charges the card.",
-                    "url": f"http://127.0.0.1:{port}/charge",
-                },
-            }
-        ],
-    )
-    session = await new_session(agent=agent)
+    charge = HeldCharge(b"charged")
+    session = await new_session(agent=await charge.agent(user, make_agent))
     from sessions_app import runner
-    from sessions_app.turn_request import TurnRequest
 
     # The first holder stores the call and its step, then stalls in the call.
-    first = await runner.submit_turn(
-        TurnRequest(
-            session_id=str(session.pk),
-            user_id=user.pk,
-            content="[[call charge {}]] pay",
-        )
-    )
-    await asyncio.wait_for(arrived.wait(), 20)
+    first = await _submit_charge(session, user)
+    await asyncio.wait_for(charge.arrived.wait(), 20)
     claimed = await sync_to_async(_lapse_and_claim)(first.execution.pk)
     assert claimed.attempts == 1
 
@@ -297,9 +289,9 @@ async def test_a_stalled_holder_that_wakes_after_a_takeover_stores_nothing_more(
     model_requests = len(fake_llm.requests)
 
     # The first holder wakes with the call's result: refused, it stops quietly.
-    release.set()
+    charge.release.set()
     woken = await runner.wait_for_execution(first)
-    server.close()
+    charge.close()
 
     assert (woken.status, woken.attempts, woken.output) == (
         "succeeded",
