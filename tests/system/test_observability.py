@@ -134,8 +134,10 @@ def test_a_rest_turn_is_one_span_over_pydantic_ai_spans_in_the_callers_trace(
     assert turn.attributes["agentry.status"] == "succeeded"
     under = _descendants(receiver, turn)
     assert any(_is_model_request(s) for s in under)
-    # The Django request span is the turn's parent, in the caller's trace.
-    request_span = next(s for s in receiver.spans() if s.span_id == turn.parent_id)
+    # The Django request span is the turn's parent, in the caller's trace. It
+    # ends after the response is sent, so it may arrive after the answer.
+    spans = receiver.wait_for(lambda got: any(s.span_id == turn.parent_id for s in got))
+    request_span = next(s for s in spans if s.span_id == turn.parent_id)
     assert request_span.parent_id == traceparent.split("-")[2]
     # The database instrumentation traces the turn's queries.
     same_trace = [s for s in receiver.spans() if s.trace_id == trace_id]

@@ -183,13 +183,14 @@ async def test_a_usd_budget_and_a_warn_budget(fake_llm, user, make_agent, make_s
     reason="row locks are PostgreSQL's; SQLite serialises every writer",
 )
 async def test_concurrent_starts_cannot_share_one_remainder(
-    settings, user, make_agent, make_session
+    settings, fake_llm, user, make_agent, make_session
 ):
     """Twenty turns started at once by one user, under a budget with room for
-    one reservation: exactly one is admitted."""
+    one reservation: exactly one is admitted. The admitted turn hangs until
+    cancelled, so no start can see its reservation already settled."""
     settings.AGENTRY_MAX_ACTIVE_TURNS = 100
     settings.AGENTRY_TURN_RATE = "1000/min"
-    agent = await sync_to_async(make_agent)(user, model="offline")
+    agent = await sync_to_async(make_agent)(user)
     sessions = [await sync_to_async(make_session)(user, agent) for _ in range(20)]
     await Budget.objects.acreate(
         scope="user", user=user, period="total", limit_tokens=100
@@ -197,7 +198,9 @@ async def test_concurrent_starts_cannot_share_one_remainder(
     results = await asyncio.gather(
         *(
             runner.submit_turn(
-                runner.TurnRequest(session_id=s.pk, user_id=user.pk, content="go")
+                runner.TurnRequest(
+                    session_id=s.pk, user_id=user.pk, content="[[hang]] go"
+                )
             )
             for s in sessions
         ),
@@ -206,6 +209,7 @@ async def test_concurrent_starts_cannot_share_one_remainder(
     admitted = [r for r in results if isinstance(r, runner.Submission)]
     refused = [r for r in results if isinstance(r, BudgetExceeded)]
     assert (len(admitted), len(refused)) == (1, 19), results
+    await runner.cancel_turn(admitted[0].execution.session_id)
     await runner.wait_for_execution(admitted[0])
     assert await AgentExecution.objects.acount() == 1
 
