@@ -1,8 +1,8 @@
 """Fixtures for system tests: real daphne processes on PostgreSQL and Redis.
 
-Each test module builds a `Stack` (a fresh PostgreSQL database, a private
-redis-server, a fake model server and one or more daphne processes, all from
-`testing.live`) and tears every process down with it. The tests are skipped,
+Each test module builds a `Stack` (a fresh PostgreSQL database copied from
+the migrated template, a private redis-server, a fake model server and one or
+more daphne processes, all from `testing.live`) and tears every process down with it. The tests are skipped,
 saying why, when PostgreSQL on 127.0.0.1:5432 or a redis-server binary is not
 available; CI has both.
 """
@@ -44,7 +44,8 @@ class Stack:
     def __init__(self, base: Path, **env_overrides: Any) -> None:
         self.base = base
         self.logs = base / "logs"
-        self.db = PostgresDatabase.fresh("agentry_sys")
+        # A copy of the migrated template: no server start migrates.
+        self.db = PostgresDatabase.fresh("agentry_sys", migrated=True)
         self.redis = RedisServer(self.logs).start()
         self.model = FakeModelServer(self.logs).start()
         self.env = server_env(
@@ -57,9 +58,9 @@ class Stack:
         self.servers: list[LiveServer] = []
 
     def server(self, name: str = "daphne", **env_overrides: Any) -> LiveServer:
-        """Starts one more daphne process on this stack (migrating only once)."""
+        """Starts one more daphne process on this stack."""
         env = {**self.env, **{k: str(v) for k, v in env_overrides.items()}}
-        server = LiveServer(env, self.logs, name=name, migrate=not self.servers)
+        server = LiveServer(env, self.logs, name=name, migrate=False)
         self.servers.append(server)
         return server.start()
 
