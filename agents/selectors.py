@@ -73,7 +73,7 @@ def agent_config_at(*, agent: Agent, version: int) -> dict[str, Any]:
         AgentVersion.DoesNotExist: no snapshot of that version is stored.
     """
     if version == agent.version:
-        return agent.config_snapshot()
+        return agent_config_now(agent)
     config: dict[str, Any] = AgentVersion.objects.values_list("config", flat=True).get(
         agent=agent, version=version
     )

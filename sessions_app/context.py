@@ -98,6 +98,7 @@ def context_of(
     attachments: list[dict[str, Any]] | None = None,
     resuming: bool = False,
     config: dict[str, Any] | None = None,
+    earlier_turns: bool = True,
 ) -> TurnContext:
     """What a run of `execution` needs: the agent's config, the session's
     state and the model history of the session's earlier turns (all of them,
@@ -107,6 +108,9 @@ def context_of(
     opened (`config`, when the caller has just read it): the session's pinned
     version, or the latest one then. A paused turn resumes on it too, after a
     restart as well, whatever the owner changed meanwhile.
+
+    `earlier_turns=False`: the caller knows the session had no event before
+    this turn (its first), so there is no history to read.
     """
     if config is None:
         config = config_at(agent, execution.agent_version)
@@ -124,7 +128,7 @@ def context_of(
         # Whole turns only: a turn's tool calls and their results stay together.
         previous = previous[: settings.AGENTRY_HISTORY_TURNS]
     history: list[Any] = []
-    for messages in reversed(list(previous)):
+    for messages in reversed(list(previous) if earlier_turns else []):
         if messages:
             history.extend(ModelMessagesTypeAdapter.validate_python(messages))
     # A turn cancelled (or left awaiting approval) between a tool call and its

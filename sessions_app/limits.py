@@ -6,7 +6,8 @@ the admin, `manage.py chat`) passes through `runner.submit_turn`, which asks
 - Rate: `AGENTRY_TURN_RATE` (DRF-style `N/s|min|hour|day`) turns per user.
   The count lives in the default cache (Redis when configured), so it holds
   across server processes. A window opens with a user's first turn and lasts
-  the rate's period; the count is one atomic increment.
+  the rate's period; the count is one atomic increment (one round trip once
+  the process knows the window: its start is remembered until it ends).
 - Caps: a session holds at most `AGENTRY_MAX_QUEUED_TURNS` queued turns, and a
   user has at most `AGENTRY_MAX_ACTIVE_TURNS` queued or running ones (turns
   paused for an approval hold no model and do not count).
@@ -130,17 +131,23 @@ def _check_caps(queued: bool, queued_in_session: int, active: int) -> None:
         )
 
 
+#: Window starts this process has read, by user: while a window lasts, its
+#: counter's name is known and a turn costs one increment, not four calls.
+_known_windows: dict[Any, float] = {}
+_KNOWN_WINDOWS_MAX = 10_000
+
+
 def _count_against_rate(user_id: Any) -> Admission:
     limit, period = parse_rate(settings.AGENTRY_TURN_RATE)
     now = time.time()
-    # The window's start names its counter: when the start expires, the next
-    # turn opens a new window with a fresh counter.
-    start_key = f"turn-rate:{user_id}:start"
-    _cache_call(cache.add, start_key, now, timeout=period)
-    started = _cache_call(cache.get, start_key) or now
-    counter_key = f"turn-rate:{user_id}:{started:.6f}"
-    _cache_call(cache.add, counter_key, 0, timeout=period + 1)
-    count = _cache_call(cache.incr, counter_key)
+    known = _known_windows.get(user_id)
+    count = None
+    if known is not None and now < known + period:
+        started, counter_key = known, _counter_key(user_id, known)
+        # None when the counter is gone (evicted, flushed): read it afresh.
+        count = _cache_call(cache.incr, counter_key)
+    if count is None:
+        started, counter_key, count = _open_window(user_id, now, period)
     if count is None:
         # The cache is unreachable (or the window ended just now): admit the
         # turn rather than refuse every user while Redis is down.
@@ -156,6 +163,27 @@ def _count_against_rate(user_id: Any) -> Admission:
             retry_after=retry_after,
         )
     return Admission(counter_key)
+
+
+def _counter_key(user_id: Any, started: float) -> str:
+    # The window's start names its counter: when the start expires, the next
+    # turn opens a new window with a fresh counter.
+    return f"turn-rate:{user_id}:{started:.6f}"
+
+
+def _open_window(user_id: Any, now: float, period: int) -> tuple[float, str, Any]:
+    """Reads (or opens) the user's current window and counts the turn in it."""
+    start_key = f"turn-rate:{user_id}:start"
+    _cache_call(cache.add, start_key, now, timeout=period)
+    started = _cache_call(cache.get, start_key) or now
+    counter_key = _counter_key(user_id, started)
+    _cache_call(cache.add, counter_key, 0, timeout=period + 1)
+    count = _cache_call(cache.incr, counter_key)
+    if count is not None:
+        if len(_known_windows) >= _KNOWN_WINDOWS_MAX:
+            _known_windows.clear()
+        _known_windows[user_id] = started
+    return started, counter_key, count
 
 
 def _cache_call(method: Any, *args: Any, **kwargs: Any) -> Any:

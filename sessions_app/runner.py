@@ -178,6 +178,8 @@ def _open(request: TurnRequest) -> StoredTurn:
     user's event and execution, pending approvals it abandons and, when it can
     start at once, its context."""
     session = _session_answering(request)
+    # Read before this turn's event is stored: no event yet, no history.
+    earlier_turns = session.last_sequence > 0
     version = _version_of(session)
     config = config_at(session.agent, version)
     policy = _policy(request, session)
@@ -231,6 +233,7 @@ def _open(request: TurnRequest) -> StoredTurn:
             session.agent,
             attachments=attachments,
             config=config,
+            earlier_turns=earlier_turns,
         )
     return StoredTurn(opened, policy, abandoned, context)
 

@@ -15,21 +15,30 @@ Public surface:
     rates_for(model)        a model's Rates, or None when it has no known price
     cost_of(model, usage)   the USD cost of a usage dict, or None
     usd_string(value)       a cost as the API writes it (12 decimal places)
+    prices_changed(...)     signal receiver: every process re-reads the rows
+
+The rows are kept per process and read again when their generation (a value
+in the shared cache, replaced whenever a row is saved or deleted) changes.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import logging
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q
+from django.core.cache import cache
+from django.db import transaction
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
 
 from usage.models import ModelPrice
+
+logger = logging.getLogger(__name__)
 
 MTOK = Decimal(1_000_000)
 _PLACES = Decimal("0.000000000001")
@@ -72,16 +81,56 @@ class Rates:
         return total / MTOK
 
 
+#: Names the price table's contents: a new value on every committed change,
+#: in whichever process, so every process reads the rows again once.
+GENERATION_KEY = "usage:model-prices:generation"
+_cached_rows: tuple[str, list[ModelPrice]] | None = None
+
+
+def _generation() -> str | None:
+    """The price table's current generation; None when the cache cannot say
+    (unreachable): the rows are then read every time."""
+    try:
+        generation = cache.get(GENERATION_KEY)
+        if generation is None:
+            cache.add(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+            generation = cache.get(GENERATION_KEY)
+    except Exception:
+        return None
+    return generation if isinstance(generation, str) else None
+
+
+def _price_rows() -> list[ModelPrice]:
+    """Every `ModelPrice` row, read once per generation in this process (a
+    turn's end asks a round trip to the cache instead of a query)."""
+    global _cached_rows
+    generation = _generation()
+    cached = _cached_rows
+    if generation is not None and cached is not None and cached[0] == generation:
+        return cached[1]
+    rows = list(ModelPrice.objects.all())
+    if generation is not None:
+        _cached_rows = (generation, rows)
+    return rows
+
+
+def prices_changed(**kwargs: Any) -> None:
+    """`ModelPrice` saved or deleted: once committed, every process reads the
+    rows again (a receiver of its post_save and post_delete signals)."""
+
+    def new_generation() -> None:
+        try:
+            cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+        except Exception:
+            # Unreachable now: readers see no generation and read the rows.
+            logger.warning("could not mark model prices changed", exc_info=True)
+
+    transaction.on_commit(new_generation)
+
+
 def _row_for(model: str) -> ModelPrice | None:
     """The exact row, else the most specific (longest) glob matching `model`."""
-    rows = list(
-        ModelPrice.objects.filter(
-            Q(model=model)
-            | Q(model__contains="*")
-            | Q(model__contains="?")
-            | Q(model__contains="[")
-        )
-    )
+    rows = _price_rows()
     exact = [r for r in rows if r.model == model]
     if exact:
         return exact[0]

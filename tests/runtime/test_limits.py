@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.test import AsyncClient
 
+from sessions_app import limits
 from sessions_app.models import AgentExecution, Event, Session
+from sessions_app.services import TurnRejected
 from tests.plugins.runtime import access_token, is_status, is_terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,3 +149,29 @@ async def test_a_model_the_server_stopped_allowing_is_refused_at_run_time(
     assert frames[-1]["execution"]["status"] == "failed"
     assert frames[-1]["execution"]["error_code"] == "agent_config_error"
     assert "not allowed" in frames[-1]["execution"]["error_message"]
+
+
+def test_a_window_this_process_knows_still_counts_after_its_counter_is_lost(
+    settings, user
+):
+    """Once a process knows a user's window, a turn costs one increment; a
+    counter lost meanwhile (evicted, flushed) opens a new window and counts."""
+    settings.AGENTRY_TURN_RATE = "2/min"
+
+    def admit():
+        return limits.turn_admit(
+            session=None,
+            user_id=user.pk,
+            client_message_id="",
+            queued=False,
+            queued_in_session=0,
+            active_of_user=0,
+        )
+
+    admit()
+    cache.clear()
+    admit()
+    admit()
+    with pytest.raises(TurnRejected) as refused:
+        admit()
+    assert refused.value.code == "rate_limited"

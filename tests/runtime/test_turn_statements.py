@@ -23,13 +23,23 @@ from usage.models import Budget
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OPEN = [
+#: A session's first turn: no event stored before it, so no history to read.
+OPEN_FIRST = [
     "SELECT sessions_app_session",  # the session, its agent and user
-    "SELECT agents_agenttool",  # the agent's tools (its config)
+    "SELECT agents_agenttool",  # the agent's tools, once per version per process
     "SELECT sessions_app_agentexecution",  # unfinished turns, the user's active count
     "SELECT usage_budget",  # the covering budgets, locked
     "INSERT sessions_app_agentexecution",
     "UPDATE sessions_app_session",  # the event's sequence number (RETURNING)
+    "INSERT sessions_app_event",
+]
+#: A later turn of the same agent version: its tools are known, its history read.
+OPEN_LATER = [
+    "SELECT sessions_app_session",
+    "SELECT sessions_app_agentexecution",
+    "SELECT usage_budget",
+    "INSERT sessions_app_agentexecution",
+    "UPDATE sessions_app_session",
     "INSERT sessions_app_event",
     "SELECT sessions_app_agentexecution",  # the history
 ]
@@ -37,11 +47,13 @@ FINISH = [
     # The execution, locked, with whether it has children and reservations
     # and its owner's webhooks.
     "SELECT sessions_app_agentexecution",
-    "SELECT usage_modelprice",
+    # (the model prices: read once per change of the price table, see below)
     "UPDATE sessions_app_agentexecution",
     "UPDATE sessions_app_session",
     "INSERT sessions_app_event",
 ]
+#: The first turn to end in a process (or after a price changed) reads the prices.
+FINISH_READING_PRICES = [FINISH[0], "SELECT usage_modelprice", *FINISH[1:]]
 
 
 def _kinds(queries: CaptureQueriesContext) -> list[str]:
@@ -56,13 +68,15 @@ def _kinds(queries: CaptureQueriesContext) -> list[str]:
     return kinds
 
 
-def _turn(user, session) -> AgentExecution:
+def _turn(
+    user, session, opening_statements: list[str], finishing_statements: list[str]
+) -> AgentExecution:
     with CaptureQueriesContext(connection) as opening:
         opened = runner._open(
             runner.TurnRequest(session_id=session.pk, user_id=user.pk, content="hi")
         )
     assert opened.context is not None, "the turn starts at once, context read"
-    assert _kinds(opening) == OPEN
+    assert _kinds(opening) == opening_statements
     with CaptureQueriesContext(connection) as finishing:
         execution, events = services.execution_finish(
             opened.turn.execution.pk,
@@ -75,17 +89,17 @@ def _turn(user, session) -> AgentExecution:
                 )
             ],
         )
-    assert _kinds(finishing) == FINISH
+    assert _kinds(finishing) == finishing_statements
     assert [e.sequence_number for e in events] == [
         opened.turn.user_event.sequence_number + 1
     ]
     return execution
 
 
-def test_a_turn_opens_in_eight_statements_and_finishes_in_five(user, make_session):
+def test_a_turn_opens_in_seven_statements_and_finishes_in_four(user, make_session):
     session = make_session(user, title="A chat")
-    _turn(user, session)
-    execution = _turn(user, session)
+    _turn(user, session, OPEN_FIRST, FINISH_READING_PRICES)
+    execution = _turn(user, session, OPEN_LATER, FINISH)
     assert execution.status == "succeeded"
     assert execution.usage["total_tokens"] == 5
     assert list(

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 from pydantic_ai import RunCancelled
 
-from sessions_app import lifecycle
+from sessions_app import lifecycle, services
 from sessions_app.models import AgentExecution, Event
 from sessions_app.turn_events import classify_failure
 from tests.plugins.runtime import is_partial, is_status, is_terminal
@@ -406,7 +406,7 @@ async def test_history_with_an_unanswered_tool_call_still_takes_a_new_prompt(
             parts=[ToolCallPart("read_file", {"path": "a.txt"}, tool_call_id="c1")]
         ),
     ]
-    await AgentExecution.objects.acreate(
+    cancelled = await AgentExecution.objects.acreate(
         session=session,
         agent_id=session.agent_id,
         user=user,
@@ -414,6 +414,12 @@ async def test_history_with_an_unanswered_tool_call_still_takes_a_new_prompt(
         input="read it",
         finished_at=timezone.now(),
         messages=ModelMessagesTypeAdapter.dump_python(dangling, mode="json"),
+    )
+    # Every turn stores its user's message first.
+    await sync_to_async(services.event_append)(
+        session.pk,
+        services.EventSpec(author=Event.Author.USER, content="read it"),
+        execution_id=cancelled.pk,
     )
     ws = await ws_connect(user, session)
     frames = await ws.turn(QUICK)

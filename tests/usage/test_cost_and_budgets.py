@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.test import AsyncClient
 from django.utils import timezone
 from genai_prices import data_snapshot
@@ -19,7 +20,7 @@ from pydantic_ai.usage import UsageLimits
 from sessions_app import limits, runner, services
 from sessions_app.models import AgentExecution, Event
 from tests.plugins.runtime import access_token
-from usage import allowances
+from usage import allowances, pricing
 from usage.budgets import BudgetExceeded, period_bounds
 from usage.models import Budget, BudgetReservation, ModelPrice
 
@@ -253,3 +254,28 @@ async def test_a_turn_run_by_another_process_keeps_its_reservation_as_its_limit(
     )
     reserved = await BudgetReservation.objects.aget(execution=second.execution)
     assert reserved.tokens == 200
+
+
+def test_a_price_change_applies_to_the_next_cost_in_every_process():
+    """Prices are kept per process and read again once the table changes:
+    a save or delete here, or a change another process made (which leaves a
+    new generation in the shared cache)."""
+    model = "openai-chat:house-model"
+    usage = {"input_tokens": 1_000_000, "output_tokens": 0}
+    assert pricing.cost_of(model, usage) is None  # unknown: read, and kept
+    price = ModelPrice.objects.create(
+        model=model, input_usd_per_mtok=Decimal("2"), output_usd_per_mtok=1
+    )
+    assert pricing.cost_of(model, usage) == Decimal("2")
+    price.input_usd_per_mtok = Decimal("3")
+    price.save()
+    assert pricing.cost_of(model, usage) == Decimal("3")
+
+    # Another process's change: no signal here, only its new generation.
+    ModelPrice.objects.filter(pk=price.pk).update(input_usd_per_mtok=Decimal("5"))
+    assert pricing.cost_of(model, usage) == Decimal("3")  # still this generation
+    cache.set(pricing.GENERATION_KEY, "written-by-another-process", timeout=None)
+    assert pricing.cost_of(model, usage) == Decimal("5")
+
+    price.delete()
+    assert pricing.cost_of(model, usage) is None
