@@ -10,6 +10,7 @@ Public surface:
                                 owned by `owner_id` may run now, or None
     agent_config_now(agent)     `agent.config_snapshot()`, its tools read once per
                                 version in this process
+    forget_tools(*, agent_id)   drops the kept tools of an agent (tool signals)
     listings_visible_to(user)   own listings plus every approved listing
 
 "Runnable" is narrower than "visible": an inactive agent runs for nobody, not
@@ -116,6 +117,15 @@ def agent_config_now(agent: Agent) -> dict[str, Any]:
             while len(_TOOL_ENTRIES) > _TOOL_ENTRIES_KEPT:
                 _TOOL_ENTRIES.popitem(last=False)
     return agent.config_snapshot(tools=copy.deepcopy(tools))
+
+
+def forget_tools(*, agent_id: Any, **kwargs: Any) -> None:
+    """Drops this process's kept tools of an agent: a tool row written outside
+    `agents.services` (a shell, a test) may not have bumped its version.
+    Connected to `AgentTool`'s post_save and post_delete signals."""
+    with _tool_entries_lock:
+        for key in [key for key in _TOOL_ENTRIES if key[0] == agent_id]:
+            del _TOOL_ENTRIES[key]
 
 
 def listings_visible_to(user: User) -> QuerySet[Listing]:
