@@ -181,36 +181,83 @@ class EventSpec:
     error_message: str = ""
 
 
-def _allocate(session_id: Any, count: int) -> int:
-    """Reserves `count` sequence numbers; returns the first. Call inside atomic().
-
-    One `UPDATE ... RETURNING` (PostgreSQL, SQLite >= 3.35) both takes the
-    session's row lock and reads the new last number: this runs for every
-    stored event.
-    """
-    connection = connections[router.db_for_write(Session)]
+def _numbering_update(
+    connection: Any, session_id: Any, count: int
+) -> tuple[str, list[Any]]:
+    """`UPDATE <session> ... RETURNING last_sequence`: takes the session's row
+    lock and reserves `count` numbers. Only quoted identifiers from the
+    model's own metadata are interpolated."""
     table = connection.ops.quote_name(Session._meta.db_table)
     column = connection.ops.quote_name("last_sequence")
     stamp = connection.ops.quote_name("updated_at")
     key_column = Session._meta.pk.column
     assert key_column is not None  # a concrete primary key has a column
     key = connection.ops.quote_name(key_column)
-    # Only quoted identifiers from the model's own metadata are interpolated.
     sql = (
         f"UPDATE {table} SET {column} = {column} + %s, {stamp} = %s "
         f"WHERE {key} = %s RETURNING {column}"
     )
+    params = [
+        count,
+        Session._meta.get_field("updated_at").get_db_prep_value(
+            timezone.now(), connection
+        ),
+        Session._meta.pk.get_db_prep_value(session_id, connection),
+    ]
+    return sql, params
+
+
+def _insert_numbered(connection: Any, session_id: Any, events: list[Event]) -> None:
+    """PostgreSQL: numbers and inserts `events` in one statement, the session's
+    UPDATE feeding the rows' sequence numbers (one round trip instead of two,
+    on every stored event). A session deleted meanwhile numbers nothing: the
+    NULL number's refusal is read as Session.DoesNotExist."""
+    quote = connection.ops.quote_name
+    fields = [f for f in Event._meta.concrete_fields if f.name != "sequence_number"]
+    numbering, params = _numbering_update(connection, session_id, len(events))
+    row = ", ".join(["%s"] * len(fields))
+    rows = []
+    for offset, event in enumerate(events):
+        rows.append(f"({row}, (SELECT last FROM numbered) - %s)")
+        params += [
+            f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields
+        ]
+        params.append(len(events) - 1 - offset)
+    columns = ", ".join(quote(f.column) for f in fields)
+    sequence = quote("sequence_number")
+    sql = (
+        f"WITH numbered (last) AS ({numbering}) "
+        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}, {sequence}) "
+        f"VALUES {', '.join(rows)} RETURNING {sequence}"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            numbers = [number for (number,) in cursor.fetchall()]
+    except IntegrityError as exc:
+        diag = getattr(exc.__cause__, "diag", None)
+        if getattr(diag, "column_name", None) == "sequence_number":
+            raise Session.DoesNotExist(
+                f"Session {session_id} does not exist."
+            ) from None
+        raise
+    for event, number in zip(events, numbers, strict=True):
+        event.sequence_number = number
+        event._state.adding = False
+        event._state.db = connection.alias
+
+
+def _allocate(session_id: Any, count: int) -> int:
+    """Reserves `count` sequence numbers; returns the first. Call inside atomic().
+
+    One `UPDATE ... RETURNING` (SQLite >= 3.35) both takes the session's row
+    lock and reads the new last number; the events are inserted after it.
+    PostgreSQL does both in one statement (`_insert_numbered`).
+    """
+    connection = connections[router.db_for_write(Session)]
+    sql, params = _numbering_update(connection, session_id, count)
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                count,
-                Session._meta.get_field("updated_at").get_db_prep_value(
-                    timezone.now(), connection
-                ),
-                Session._meta.pk.get_db_prep_value(session_id, connection),
-            ],
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         raise Session.DoesNotExist(f"Session {session_id} does not exist.")
@@ -255,7 +302,6 @@ def events_append(
     with transaction.atomic(savepoint=False):
         if fence is not None:
             execution_hold(execution_id, fence)
-        first = _allocate(session_id, len(specs))
         events = [
             Event(
                 session_id=session_id,
@@ -268,11 +314,17 @@ def events_append(
                 turn_complete=spec.turn_complete,
                 error_code=spec.error_code,
                 error_message=clean_text(spec.error_message),
-                sequence_number=first + offset,
             )
-            for offset, spec in enumerate(specs)
+            for spec in specs
         ]
-        Event.objects.bulk_create(events)
+        connection = connections[router.db_for_write(Event)]
+        if connection.vendor == "postgresql":
+            _insert_numbered(connection, session_id, events)
+        else:
+            first = _allocate(session_id, len(events))
+            for offset, event in enumerate(events):
+                event.sequence_number = first + offset
+            Event.objects.bulk_create(events)
     return events
 
 

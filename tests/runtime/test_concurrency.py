@@ -305,3 +305,32 @@ async def test_a_cancel_sent_through_the_channel_layer_reaches_the_turn(
     )
     frames = await ws.until(is_terminal, timeout=5)
     assert frames[-1]["execution"]["status"] == "cancelled"
+
+
+def test_events_appended_together_are_numbered_in_order_and_a_deleted_session_takes_none(
+    user, make_session
+):
+    session = make_session(user)
+    services.event_append(session.pk, services.EventSpec(author="system", content="a"))
+    stored = services.events_append(
+        session.pk,
+        [services.EventSpec(author="system", content=c) for c in ("b", "c", "d")],
+    )
+    assert [(e.content, e.sequence_number) for e in stored] == [
+        ("b", 2),
+        ("c", 3),
+        ("d", 4),
+    ]
+    assert [e.pk for e in stored] == list(
+        Event.objects.filter(session=session)
+        .exclude(content="a")
+        .order_by("sequence_number")
+        .values_list("pk", flat=True)
+    )
+    assert all(e.created_at is not None for e in stored)
+
+    gone = session.pk
+    type(session).objects.filter(pk=gone).delete()
+    with pytest.raises(type(session).DoesNotExist):
+        services.event_append(gone, services.EventSpec(author="system", content="x"))
+    assert not Event.objects.filter(session_id=gone).exists()
