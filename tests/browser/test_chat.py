@@ -213,7 +213,8 @@ def test_a_lost_connection_loses_nothing(chat_page, daphne_server, account):
 
     events = account.api.get(f"/api/sessions/{session_id}/events/").json()["results"]
     shown = page.locator(".msg-user, .msg-agent:not(.msg-unfinished)")
-    assert shown.count() == len([e for e in events if e["kind"] == "message"])
+    # Waits for the resumed history to settle instead of reading it once.
+    expect(shown).to_have_count(len([e for e in events if e["kind"] == "message"]))
 
 
 def test_html_and_script_in_a_model_answer_never_run(chat_page):
