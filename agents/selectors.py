@@ -119,7 +119,7 @@ def agent_config_now(agent: Agent) -> dict[str, Any]:
     return agent.config_snapshot(tools=copy.deepcopy(tools))
 
 
-def forget_tools(*, agent_id: Any, **kwargs: Any) -> None:
+def forget_tools(*, agent_id: Any) -> None:
     """Drops this process's kept tools of an agent: a tool row written outside
     `agents.services` (a shell, a test) may not have bumped its version.
     Connected to `AgentTool`'s post_save and post_delete signals."""

@@ -682,28 +682,17 @@ def _build_template(conn: Any, name: str) -> None:
     building = PostgresDatabase(f"{name}_building").create()
     workdir = Path(tempfile.mkdtemp(prefix="agentry-template-"))
     try:
-        env = {
-            **outside_env(),
-            **server_env(
-                database_url=building.url,
-                redis_url=None,
-                model_url=None,
-                repo_root=workdir / "repo",
-            ),
-        }
-        done = subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=300,
-            check=False,
+        env = server_env(
+            database_url=building.url,
+            redis_url=None,
+            model_url=None,
+            repo_root=workdir / "repo",
         )
-        if done.returncode:
+        try:
+            LiveServer(env, workdir / "logs", name="template").migrate()
+        except ProcessError:
             building.drop()
-            output = (done.stdout + done.stderr).decode(errors="replace")
-            raise ProcessError(f"migrating the template failed:\n{output[-4000:]}")
+            raise
         # Renamed only once complete: a crashed build never passes for one.
         conn.execute(f'ALTER DATABASE "{building.name}" RENAME TO "{name}"')
     finally:
